@@ -1,0 +1,182 @@
+"""The application factory: one Connexion app per configuration."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import connexion
+import yaml
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+
+from palo_api import errors
+from palo_api.config import Settings
+from palo_api.errors import ApiError
+from palo_api.middleware import RequestContextMiddleware
+from palo_api.runtime import Runtime
+from palo_api.validation import JsonBodyValidator
+
+logger = logging.getLogger(__name__)
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "palo-v1.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+class TagResolver(Resolver):
+    """Routes an operation to ``palo_api.handlers.<first tag>.<operationId>``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self._modules = {
+            operation["operationId"]: operation["tags"][0]
+            for item in spec["paths"].values()
+            for method, operation in item.items()
+            if method in HTTP_METHODS
+        }
+
+    def resolve_operation_id(self, operation: Any) -> str:
+        operation_id = operation.operation_id
+        return f"palo_api.handlers.{self._modules[operation_id]}.{operation_id}"
+
+
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """The OpenAPI document as a dict."""
+    with path.open(encoding="utf-8") as handle:
+        spec: dict[str, Any] = yaml.safe_load(handle)
+    return spec
+
+
+def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
+    """Build the ASGI app for ``settings`` (from the environment by default)."""
+    settings = settings or Settings.from_env()
+    runtime = Runtime.from_settings(settings)
+    spec = load_spec()
+
+    app = connexion.AsyncApp(__name__, specification_dir=str(SPEC_PATH.parent))
+    app.add_api(
+        spec,
+        resolver=TagResolver(spec),
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        resolver_error=501,
+        validator_map={"body": {"application/json": JsonBodyValidator}},
+        swagger_ui_options=SwaggerUIOptions(swagger_ui=True, spec_path="/openapi.json"),
+    )
+    app.add_middleware(
+        RequestContextMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        runtime=runtime,
+    )
+    _register_error_handlers(app, spec)
+    return app
+
+
+def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> None:
+    allowed = _allowed_methods(spec)
+
+    def on_api_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, ApiError)
+        if exc.status >= 500:
+            logger.error("%s: %s", exc.code, exc.message, exc_info=exc)
+        return _to_connexion(exc)
+
+    def on_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, ProblemException)
+        return _to_connexion(_translate_problem(exc))
+
+    def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, HTTPException)
+        error = _translate_http(exc, request.url.path, allowed)
+        return _to_connexion(error)
+
+    def on_database(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        logger.error("database unavailable", exc_info=exc)
+        return _to_connexion(errors.ServiceUnavailable(headers={"Retry-After": "1"}))
+
+    def on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        logger.error("unhandled error", exc_info=exc)
+        return _to_connexion(ApiError())
+
+    app.add_error_handler(ApiError, on_api_error)
+    app.add_error_handler(ProblemException, on_problem)
+    app.add_error_handler(HTTPException, on_http)
+    app.add_error_handler(OperationalError, on_database)
+    app.add_error_handler(Exception, on_unexpected)
+
+
+def _to_connexion(error: ApiError) -> ConnexionResponse:
+    response = errors.error_response(error)
+    return ConnexionResponse(
+        status_code=error.status,
+        mimetype="application/json",
+        body=response.body,
+        headers={k: v for k, v in error.headers.items()},
+    )
+
+
+def _translate_problem(exc: ProblemException) -> ApiError:
+    detail = str(exc.detail or exc.title or "")
+    status = exc.status
+    if status == 400:
+        return errors.BadRequest(detail or None, headers=exc.headers)
+    if status == 401:
+        return errors.Unauthenticated(_sentence(detail), headers=exc.headers)
+    if status == 403:
+        return errors.Forbidden(detail or None)
+    if status == 415:
+        return errors.UnsupportedMediaType(_sentence(detail))
+    if status == 501:
+        return errors.NotImplementedYet()
+    if status >= 500:
+        logger.error("%s: %s", type(exc).__name__, detail)
+        return ApiError()
+    error = ApiError(detail or None, headers=exc.headers)
+    error.status, error.code = status, "invalid_request"
+    return error
+
+
+def _translate_http(
+    exc: HTTPException, path: str, allowed: list[tuple[re.Pattern[str], str]]
+) -> ApiError:
+    if exc.status_code == 404:
+        return errors.NotFound(f"No route matches {path[:200]}.")
+    if exc.status_code == 405:
+        methods = next((m for pattern, m in allowed if pattern.fullmatch(path)), "")
+        return errors.MethodNotAllowed(headers={"Allow": methods} if methods else None)
+    if exc.status_code == 403:
+        return errors.Forbidden(exc.detail or None)
+    if exc.status_code >= 500:
+        return ApiError()
+    error = ApiError(exc.detail or None, headers=exc.headers)
+    error.status, error.code = exc.status_code, "invalid_request"
+    return error
+
+
+def _allowed_methods(spec: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    """For each documented path, a pattern and its ``Allow`` header value.
+
+    Starlette's 405 names only one method of a path with several, so the
+    header is built from the document instead.
+    """
+    base = "/v1"
+    table = []
+    for template, item in spec["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(base + template))
+        methods = ", ".join(m.upper() for m in HTTP_METHODS if m in item)
+        table.append((re.compile(pattern), methods))
+    return table
+
+
+def _sentence(detail: str) -> str | None:
+    if not detail:
+        return None
+    detail = detail.strip()
+    return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")

@@ -1,0 +1,222 @@
+"""The ``palo`` command: serve, migrate, and administer organizations and clients.
+
+Admin commands print one JSON object on stdout; logs and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.orm import Session
+
+from palo_api.config import ConfigError, Settings
+from palo_api.db import migrate
+from palo_api.db.models import ORG_ROLES, PLANS
+from palo_api.errors import ApiError
+from palo_api.logs import configure_logging
+from palo_api.runtime import Runtime
+from palo_api.schemas import client_out, organization_out, user_out
+from palo_api.services import admin
+
+
+def main() -> None:
+    """Entry point of the ``palo`` console script."""
+    cli(prog_name="palo")
+
+
+@click.group()
+def cli() -> None:
+    """PALO API server and administration."""
+
+
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(settings)
+    runtime = Runtime.from_settings(settings)
+    try:
+        yield runtime
+    finally:
+        runtime.database.dispose()
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    click.echo(json.dumps(payload, default=str))
+
+
+def _run(action: Callable[[Runtime, Session], dict[str, Any]]) -> None:
+    """Run one admin action in a write session and print its JSON result."""
+    with _runtime() as runtime, runtime.database.write() as session:
+        try:
+            result = action(runtime, session)
+        except ApiError as exc:
+            details = "; ".join(
+                f"{d['field']} {d['message']}" for d in exc.details or []
+            )
+            raise click.ClickException(
+                f"{exc.message} {details}".strip() if details else exc.message
+            ) from exc
+    _emit(result)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn and uvicorn workers."""
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    args = [
+        sys.executable, "-m", "gunicorn", "palo_api.asgi:app",
+        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--graceful-timeout", "20",
+        "--access-logfile", "-",
+    ]  # fmt: skip
+    os.execvp(sys.executable, args)  # noqa: S606 - replaces this process by design
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every pending migration."""
+    with _runtime() as runtime:
+        migrate.upgrade(runtime.settings.database_url)
+    click.echo("database is up to date", err=True)
+
+
+@cli.group(name="admin")
+def admin_group() -> None:
+    """Organizations, users and API clients."""
+
+
+@admin_group.command("create-org")
+@click.option("--name", required=True)
+@click.option("--plan", required=True, type=click.Choice(PLANS))
+def create_org(name: str, plan: str) -> None:
+    """Create an organization."""
+    _run(
+        lambda _rt, s: organization_out.dump(
+            admin.create_org(session=s, name=name, plan=plan)
+        )
+    )
+
+
+@admin_group.command("set-plan")
+@click.option("--org", "org_id", required=True, type=click.UUID)
+@click.option("--plan", required=True, type=click.Choice(PLANS))
+def set_plan(org_id: uuid.UUID, plan: str) -> None:
+    """Move an organization to another plan."""
+    _run(
+        lambda _rt, s: organization_out.dump(
+            admin.set_plan(session=s, org_id=org_id, plan=plan)
+        )
+    )
+
+
+@admin_group.command("create-user")
+@click.option("--org", "org_id", required=True, type=click.UUID)
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option(
+    "--org-role", default="member", show_default=True, type=click.Choice(ORG_ROLES)
+)
+def create_user(org_id: uuid.UUID, email: str, name: str, org_role: str) -> None:
+    """Create a user in an organization."""
+    _run(
+        lambda _rt, s: user_out.dump(
+            admin.create_user(
+                session=s, org_id=org_id, email=email, name=name, org_role=org_role
+            )
+        )
+    )
+
+
+@admin_group.command("create-client")
+@click.option("--user", "user_id", required=True, type=click.UUID)
+@click.option("--name", default=None)
+def create_client(user_id: uuid.UUID, name: str | None) -> None:
+    """Create API credentials; the secret is printed only here."""
+
+    def action(runtime: Runtime, session: Session) -> dict[str, Any]:
+        created = admin.create_client(
+            session=session, hasher=runtime.hasher, user_id=user_id, name=name
+        )
+        return {
+            "client_id": created.client.client_id,
+            "client_secret": created.secret,
+            "user_id": str(created.client.user_id),
+            "org_id": str(created.client.user.org_id),
+        }
+
+    _run(action)
+
+
+@admin_group.command("disable-client")
+@click.option("--client", "client_id", required=True)
+def disable_client(client_id: str) -> None:
+    """Disable a client; its tokens stop working at once."""
+    _run(
+        lambda _rt, s: client_out.dump(
+            admin.disable_client(session=s, client_id=client_id)
+        )
+    )
+
+
+@admin_group.command("demo")
+@click.option(
+    "--credentials-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/demo-credentials.json"),
+    show_default=True,
+)
+def demo(credentials_file: Path) -> None:
+    """Create a demo organization, admin user and client once; print them."""
+    if credentials_file.exists():
+        _emit(json.loads(credentials_file.read_text()))
+        return
+
+    def action(runtime: Runtime, session: Session) -> dict[str, Any]:
+        org = admin.create_org(session=session, name="Demo", plan="enterprise")
+        user = admin.create_user(
+            session=session,
+            org_id=org.id,
+            email=f"demo-{uuid.uuid4().hex[:8]}@example.com",
+            name="Demo Admin",
+            org_role="admin",
+        )
+        created = admin.create_client(
+            session=session, hasher=runtime.hasher, user_id=user.id, name="demo"
+        )
+        return {
+            "org_id": str(org.id),
+            "user_id": str(user.id),
+            "client_id": created.client.client_id,
+            "client_secret": created.secret,
+        }
+
+    with _runtime() as runtime, runtime.database.write() as session:
+        result = action(runtime, session)
+    credentials_file.parent.mkdir(parents=True, exist_ok=True)
+    credentials_file.touch(mode=0o600)
+    credentials_file.write_text(json.dumps(result, indent=2))
+    _emit(result)

@@ -1,0 +1,38 @@
+"""Per-request state shared by middleware, security checks, handlers and logs."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from palo_api.runtime import Runtime
+
+
+@dataclass
+class RequestState:
+    """What one request carries through the layers."""
+
+    runtime: Runtime
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+_current: ContextVar[RequestState] = ContextVar("palo_request")
+
+
+def bind(state: RequestState) -> None:
+    """Make ``state`` the current request's state (for this task and its threads)."""
+    _current.set(state)
+
+
+def current() -> RequestState:
+    """The state of the request being served."""
+    return _current.get()
+
+
+def current_request_id() -> uuid.UUID | None:
+    """The current request's id, or None outside a request."""
+    state = _current.get(None)
+    return state.request_id if state else None

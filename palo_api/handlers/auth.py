@@ -1,0 +1,46 @@
+"""Token operations: client credentials in, bearer token out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.context import context as connexion_context
+
+from palo_api.errors import InvalidClient
+from palo_api.handlers import Reply, caller, runtime
+from palo_api.schemas import token_out
+from palo_api.services import auth
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def create_token(body: dict[str, Any]) -> Reply:
+    client_id, client_secret = _credentials(body)
+    rt = runtime()
+    with rt.database.read() as session:
+        issued = auth.issue_token(
+            session=session,
+            hasher=rt.hasher,
+            tokens=rt.tokens,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+    return token_out.dump(issued), 200, NO_STORE
+
+
+def refresh_token() -> Reply:
+    issued = auth.refresh_token(tokens=runtime().tokens, principal=caller())
+    return token_out.dump(issued), 200, NO_STORE
+
+
+def _credentials(body: dict[str, Any]) -> tuple[str, str]:
+    """Credentials from the body (JSON or form) or else from HTTP Basic."""
+    if body.get("client_id") and body.get("client_secret"):
+        return body["client_id"], body["client_secret"]
+
+    basic = connexion_context.get("token_info") or {}
+    if basic.get("client_id") and basic.get("client_secret"):
+        return basic["client_id"], basic["client_secret"]
+    raise InvalidClient(
+        "Send client_id and client_secret in the body or by HTTP Basic."
+    )

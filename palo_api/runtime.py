@@ -1,0 +1,28 @@
+"""What one PALO process builds once and shares between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from palo_api.config import Settings
+from palo_api.db.engine import Database
+from palo_api.secrets import SecretHasher
+from palo_api.tokens import TokenService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    tokens: TokenService
+    hasher: SecretHasher
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        """Build the engine, key set and hasher for ``settings``."""
+        return cls(
+            settings=settings,
+            database=Database(settings.database_url),
+            tokens=TokenService(settings),
+            hasher=SecretHasher(),
+        )

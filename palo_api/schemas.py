@@ -1,0 +1,102 @@
+"""Marshmallow shapes of every response body; field names follow the document."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, fields
+
+
+class Timestamp(fields.Field[datetime]):
+    """RFC 3339 in UTC with a ``Z`` suffix and second precision or better."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        text = value.astimezone(UTC).isoformat(timespec="microseconds")
+        return text.replace("+00:00", "Z")
+
+
+class ProjectMemberOut(Schema):
+    user_id = fields.UUID()
+    email = fields.String(attribute="user.email")
+    name = fields.String(attribute="user.name")
+    role = fields.String()
+    added_at = Timestamp()
+
+
+class ProjectOut(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    template = fields.String()
+    status = fields.String()
+    settings = fields.Dict()
+    members = fields.List(fields.Nested(ProjectMemberOut))
+    created_by = fields.UUID()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    archived_at = Timestamp(allow_none=True)
+    purge_after = Timestamp(allow_none=True)
+
+
+class TokenOut(Schema):
+    access_token = fields.String()
+    expires_in = fields.Integer()
+    token_type = fields.Constant("Bearer")
+
+
+class OrganizationOut(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    plan = fields.String()
+
+
+class UserOut(Schema):
+    id = fields.UUID()
+    org_id = fields.UUID()
+    email = fields.String()
+    name = fields.String()
+    org_role = fields.String()
+
+
+class ClientOut(Schema):
+    client_id = fields.String()
+    name = fields.String(allow_none=True)
+    user_id = fields.UUID()
+    org_id = fields.UUID(attribute="user.org_id")
+    disabled_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+
+
+project_out = ProjectOut()
+
+
+def dump_project(project: Any, ticket_counts: dict[str, int]) -> dict[str, Any]:
+    """A project's response body; its ticket counts come from a separate query."""
+    body: dict[str, Any] = project_out.dump(project)
+    body["ticket_counts"] = ticket_counts
+    return body
+
+
+def dump_page(
+    items: list[dict[str, Any]], *, total: int, limit: int, offset: int
+) -> dict[str, Any]:
+    """The specification's list envelope."""
+    return {
+        "data": items,
+        "pagination": {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + len(items) < total,
+        },
+    }
+
+
+token_out = TokenOut()
+organization_out = OrganizationOut()
+user_out = UserOut()
+client_out = ClientOut()

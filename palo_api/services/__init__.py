@@ -1,0 +1,1 @@
+"""Business rules: plain functions taking a session, owning their transaction."""

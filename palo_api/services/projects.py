@@ -1,0 +1,215 @@
+"""Projects: creation, visibility, updates, archiving and restoring."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket
+from palo_api.db.types import utcnow
+from palo_api.errors import Forbidden, NotFound, ValidationFailed
+from palo_api.schemas import dump_project
+from palo_api.services.auth import Principal
+from palo_api.services.events import record_event
+
+logger = logging.getLogger(__name__)
+
+RETENTION = timedelta(days=90)
+UPDATABLE_FIELDS = ("name", "description", "status", "settings")
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    projects: list[Project]
+    ticket_counts: dict[uuid.UUID, dict[str, int]]
+    total: int
+
+
+def list_projects(
+    *, session: Session, principal: Principal, status: str, limit: int, offset: int
+) -> ProjectPage:
+    """The projects the caller can see with ``status``, newest first."""
+    query = _visible(principal).where(Project.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+    projects = list(
+        session.scalars(
+            query.options(selectinload(Project.members))
+            .order_by(Project.created_at.desc(), Project.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    counts = count_tickets(session=session, project_ids=[p.id for p in projects])
+    return ProjectPage(projects=projects, ticket_counts=counts, total=total)
+
+
+def get_project(
+    *, session: Session, principal: Principal, project_id: uuid.UUID
+) -> Project:
+    """A project the caller can see, or NotFound (never Forbidden: no leaks)."""
+    project = session.scalar(
+        _visible(principal)
+        .where(Project.id == project_id)
+        .options(selectinload(Project.members))
+    )
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist.")
+    return project
+
+
+def create_project(
+    *, session: Session, principal: Principal, project_in: dict[str, Any]
+) -> Project:
+    """Create a project; its creator becomes its first admin."""
+    now = utcnow()
+    project = Project(
+        id=uuid.uuid4(),
+        org_id=principal.org_id,
+        name=project_in["name"].strip(),
+        description=project_in.get("description"),
+        template=project_in.get("template", "custom"),
+        status="active",
+        settings=project_in.get("settings") or {},
+        created_by=principal.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    project.members.append(
+        ProjectMember(user_id=principal.user_id, role="admin", added_at=now)
+    )
+    session.add(project)
+    session.flush()
+
+    record_event(
+        session=session,
+        org_id=principal.org_id,
+        project_id=project.id,
+        event_type="project.created",
+        data=_event_data(project),
+    )
+    session.commit()
+    logger.info("project %s created by %s", project.id, principal.user_id)
+    return project
+
+
+def update_project(
+    *,
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    project_in: dict[str, Any],
+) -> Project:
+    """Apply a partial update; ``status`` archives or restores."""
+    project = get_project(session=session, principal=principal, project_id=project_id)
+    _require_admin(project, principal, "update")
+    changes = {
+        field: project_in[field] for field in UPDATABLE_FIELDS if field in project_in
+    }
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+    if project.status == "archived" and changes.get("status") != "active":
+        raise ValidationFailed(
+            "The project is archived: restore it with status 'active' first.",
+            details=[{"field": "status", "message": "project is archived"}],
+        )
+
+    new_status = changes.pop("status", project.status)
+    if new_status != project.status:
+        _set_status(project, new_status)
+    for field, value in changes.items():
+        setattr(project, field, value)
+
+    if session.is_modified(project):
+        project.updated_at = utcnow()
+    session.commit()
+    return project
+
+
+def archive_project(
+    *, session: Session, principal: Principal, project_id: uuid.UUID
+) -> None:
+    """Archive (soft-delete) a project; archiving twice changes nothing."""
+    project = get_project(session=session, principal=principal, project_id=project_id)
+    _require_admin(project, principal, "archive")
+
+    if project.status != "archived":
+        _set_status(project, "archived")
+        project.updated_at = utcnow()
+        session.commit()
+        logger.info("project %s archived by %s", project.id, principal.user_id)
+
+
+def count_tickets(
+    *, session: Session, project_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Ticket counts by status for each project, in one query."""
+    counts = {pid: no_tickets() for pid in project_ids}
+    if not project_ids:
+        return counts
+
+    rows = session.execute(
+        select(Ticket.project_id, Ticket.status, func.count())
+        .where(Ticket.project_id.in_(project_ids))
+        .group_by(Ticket.project_id, Ticket.status)
+    )
+    for project_id, status, count in rows:
+        counts[project_id][status] = count
+        counts[project_id]["total"] += count
+    return counts
+
+
+def no_tickets() -> dict[str, int]:
+    """Ticket counts of a project without tickets."""
+    return dict.fromkeys((*TICKET_STATUSES, "total"), 0)
+
+
+def _visible(principal: Principal) -> Select[Project]:
+    """Projects of the caller's organization that the caller may see."""
+    query = select(Project).where(
+        Project.org_id == principal.org_id,
+        or_(Project.purge_after.is_(None), Project.purge_after > utcnow()),
+    )
+    if principal.is_org_admin:
+        return query
+    membership = select(ProjectMember.project_id).where(
+        ProjectMember.user_id == principal.user_id
+    )
+    return query.where(Project.id.in_(membership))
+
+
+def role_in(project: Project, principal: Principal) -> str | None:
+    """The caller's effective role in a project; org admins act as admins."""
+    if principal.is_org_admin:
+        return "admin"
+    for member in project.members:
+        if member.user_id == principal.user_id:
+            return member.role
+    return None
+
+
+def _require_admin(project: Project, principal: Principal, action: str) -> None:
+    if role_in(project, principal) != "admin":
+        raise Forbidden(f"Only a project admin may {action} this project.")
+
+
+def _set_status(project: Project, status: str) -> None:
+    now = utcnow()
+    project.status = status
+    if status == "archived":
+        project.archived_at = now
+        project.purge_after = now + RETENTION
+    else:
+        project.archived_at = None
+        project.purge_after = None
+
+
+def _event_data(project: Project) -> dict[str, Any]:
+    # A new project has no tickets yet.
+    return dump_project(project, no_tickets())
