@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from palo_api import errors
@@ -60,7 +62,14 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     runtime = Runtime.from_settings(settings)
     spec = load_spec()
 
-    app = connexion.AsyncApp(__name__, specification_dir=str(SPEC_PATH.parent))
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        runtime.database.dispose()
+
+    app = connexion.AsyncApp(
+        __name__, specification_dir=str(SPEC_PATH.parent), lifespan=lifespan
+    )
     app.add_api(
         spec,
         resolver=TagResolver(spec),
@@ -101,6 +110,18 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
         logger.error("database unavailable", exc_info=exc)
         return _to_connexion(errors.ServiceUnavailable(headers={"Retry-After": "1"}))
 
+    def on_bad_value(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        # Validation should stop such values first; this keeps a value the
+        # database refuses from ever becoming a 500.
+        logger.warning("database refused a value: %s", type(exc.__cause__).__name__)
+        return _to_connexion(
+            errors.ValidationFailed("A value in the request cannot be stored.")
+        )
+
+    def on_conflict(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        logger.warning("integrity conflict: %s", type(exc.__cause__).__name__)
+        return _to_connexion(errors.Conflict())
+
     def on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         logger.error("unhandled error", exc_info=exc)
         return _to_connexion(ApiError())
@@ -109,6 +130,8 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
     app.add_error_handler(ProblemException, on_problem)
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(OperationalError, on_database)
+    app.add_error_handler(DataError, on_bad_value)
+    app.add_error_handler(IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)
 
 

@@ -192,8 +192,14 @@ def disable_client(client_id: str) -> None:
 def demo(credentials_file: Path) -> None:
     """Create a demo organization, admin user and client once; print them."""
     if credentials_file.exists():
-        _emit(json.loads(credentials_file.read_text()))
-        return
+        saved = json.loads(credentials_file.read_text())
+        with _runtime() as runtime, runtime.database.read() as session:
+            still_there = admin.client_exists(
+                session=session, client_id=saved.get("client_id", "")
+            )
+        if still_there:
+            _emit(saved)
+            return
 
     def action(runtime: Runtime, session: Session) -> dict[str, Any]:
         org = admin.create_org(session=session, name="Demo", plan="enterprise")

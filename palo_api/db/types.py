@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Dialect
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
 
@@ -32,8 +31,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Plain JSON, not JSONB: JSONB refuses the \u0000 escape, and settings are
+# arbitrary client JSON that the API stores and returns as sent.
+JSONType = JSON()
 
 
 def utcnow() -> datetime:

@@ -101,6 +101,12 @@ def disable_client(*, session: Session, client_id: str) -> ApiClient:
     return client
 
 
+def client_exists(*, session: Session, client_id: str) -> bool:
+    """Whether a client with this id exists (disabled or not)."""
+    found = session.scalar(select(ApiClient.id).where(ApiClient.client_id == client_id))
+    return found is not None
+
+
 def _require(condition: bool, field: str, message: str) -> None:
     if not condition:
         raise ValidationFailed(details=[{"field": field, "message": message}])

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket
 from palo_api.db.types import utcnow
-from palo_api.errors import Forbidden, NotFound, ValidationFailed
+from palo_api.errors import Conflict, Forbidden, NotFound
 from palo_api.schemas import dump_project
 from palo_api.services.auth import Principal
 from palo_api.services.events import record_event
@@ -115,9 +115,9 @@ def update_project(
     if "name" in changes:
         changes["name"] = changes["name"].strip()
     if project.status == "archived" and changes.get("status") != "active":
-        raise ValidationFailed(
-            "The project is archived: restore it with status 'active' first.",
-            details=[{"field": "status", "message": "project is archived"}],
+        raise Conflict(
+            "The project is archived; restore it with status 'active' first.",
+            code="project_archived",
         )
 
     new_status = changes.pop("status", project.status)

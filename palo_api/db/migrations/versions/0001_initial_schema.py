@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 from palo_api.db.types import UTCDateTime
 
@@ -47,9 +46,7 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -136,9 +133,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column(
             "settings",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("created_by", sa.Uuid(), nullable=False),
@@ -267,9 +262,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column(
             "events",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("description", sa.String(length=500), nullable=True),
@@ -315,9 +308,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(length=40), nullable=False),
         sa.Column(
             "changes",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("request_id", sa.Uuid(), nullable=True),
@@ -353,9 +344,7 @@ def upgrade() -> None:
         sa.Column("body_html", sa.Text(), nullable=False),
         sa.Column(
             "mentions",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -383,9 +372,7 @@ def upgrade() -> None:
         sa.Column("event_type", sa.String(length=40), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=20), nullable=False),

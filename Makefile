@@ -1,0 +1,50 @@
+# The commands the README shows. `make run` and `make test` work on a fresh
+# machine with Python 3.11+: they create .venv and install what they need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench-app clean
+
+$(BIN)/palo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/palo
+
+## Serve the API on the embedded SQLite database, creating demo credentials once.
+run: $(BIN)/palo
+	$(BIN)/palo db upgrade
+	@$(BIN)/python scripts/demo_banner.py "$(HOST)" "$(PORT)"
+	$(BIN)/palo serve --host $(HOST) --port $(PORT)
+
+## The whole suite on SQLite, then on PostgreSQL ($(PG_TEST_URL)).
+test: $(BIN)/palo test-sqlite test-postgres
+
+test-sqlite: $(BIN)/palo
+	$(BIN)/pytest -q
+
+test-postgres: $(BIN)/palo
+	PALO_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
+
+## ruff (lint and format) and mypy.
+lint: $(BIN)/palo
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Schemathesis against the live gunicorn server, on SQLite and on PostgreSQL.
+contract: $(BIN)/palo
+	scripts/contract.sh
+
+contract-postgres: $(BIN)/palo
+	PALO_DATABASE_URL=$(PG_TEST_URL) scripts/contract.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Run Schemathesis against a live gunicorn server started as production would.
+#
+#   scripts/contract.sh                     # on a fresh SQLite file
+#   PALO_DATABASE_URL=postgresql://... scripts/contract.sh
+#
+# Exits non-zero on any Schemathesis failure.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+venv_bin="${VENV_BIN:-.venv/bin}"
+port="${PALO_CONTRACT_PORT:-8765}"
+seed="${PALO_CONTRACT_SEED:-20261203}"
+examples="${PALO_CONTRACT_MAX_EXAMPLES:-40}"
+workdir="$(mktemp -d)"
+export PALO_DATABASE_URL="${PALO_DATABASE_URL:-sqlite:///$workdir/contract.db}"
+export PALO_SIGNING_KEYS="contract:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export PALO_LOG_LEVEL=WARNING
+
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+"$venv_bin/palo" db upgrade
+org=$("$venv_bin/palo" admin create-org --name "Contract" --plan enterprise)
+org_id=$(printf '%s' "$org" | "$venv_bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+user=$("$venv_bin/palo" admin create-user --org "$org_id" \
+  --email "contract-$$-$RANDOM@example.com" --name "Contract" --org-role admin)
+user_id=$(printf '%s' "$user" | "$venv_bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+client=$("$venv_bin/palo" admin create-client --user "$user_id" --name contract)
+PALO_CONTRACT_CLIENT_ID=$(printf '%s' "$client" | "$venv_bin/python" -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+PALO_CONTRACT_CLIENT_SECRET=$(printf '%s' "$client" | "$venv_bin/python" -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+export PALO_CONTRACT_CLIENT_ID PALO_CONTRACT_CLIENT_SECRET
+
+"$venv_bin/palo" serve --host 127.0.0.1 --port "$port" --workers 2 \
+  >"$workdir/server.log" 2>&1 &
+server_pid=$!
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$port/v1/openapi.json" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    cat "$workdir/server.log" >&2
+    echo "contract: the server did not start" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+status=0
+"$venv_bin/schemathesis" run openapi/palo-v1.yaml \
+  --url "http://127.0.0.1:$port/v1" \
+  --checks all \
+  --seed "$seed" \
+  --max-examples "$examples" \
+  --request-timeout 10 \
+  --no-shrink \
+  "$@" || status=$?
+
+if [ "$status" -ne 0 ]; then
+  echo "--- server log (last 50 lines) ---" >&2
+  tail -n 50 "$workdir/server.log" >&2
+fi
+exit "$status"
