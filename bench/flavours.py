@@ -20,7 +20,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAVOURS = {"FlaskApp": "flask_app", "AsyncApp": "async_app", "Starlette": "starlette_app"}
+FLAVOURS = {
+    "FlaskApp": "flask_app",
+    "AsyncApp": "async_app",
+    "Starlette": "starlette_app",
+}
 
 
 def serve(target: str, port: int) -> subprocess.Popen[bytes]:
@@ -33,7 +37,7 @@ def serve(target: str, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/ping") as reply:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/ping") as reply:
                 if reply.status == 200:
                     return server
         except OSError:

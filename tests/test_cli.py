@@ -34,8 +34,9 @@ def palo(monkeypatch: pytest.MonkeyPatch, database_url: str):
 
 def test_admin_commands_create_a_working_client(palo, client) -> None:
     org = palo("admin", "create-org", "--name", "Acme", "--plan", "business")
+    email = f"{uuid.uuid4().hex}@acme.io"
     user = palo(
-        "admin", "create-user", "--org", org["id"], "--email", f"{uuid.uuid4().hex}@acme.io",
+        "admin", "create-user", "--org", org["id"], "--email", email,
         "--name", "Ada", "--org-role", "admin",
     )  # fmt: skip
     created = palo("admin", "create-client", "--user", user["id"], "--name", "ci")
