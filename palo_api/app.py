@@ -24,7 +24,7 @@ from palo_api.config import Settings
 from palo_api.errors import ApiError
 from palo_api.middleware import RequestContextMiddleware
 from palo_api.runtime import Runtime
-from palo_api.validation import JsonBodyValidator
+from palo_api.validation import VALIDATOR_MAP
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         strict_validation=True,
         validate_responses=settings.validate_responses,
         resolver_error=501,
-        validator_map={"body": {"application/json": JsonBodyValidator}},
+        validator_map=VALIDATOR_MAP,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, spec_path="/openapi.json"),
     )
     app.add_middleware(

@@ -154,8 +154,11 @@ def error_body(
 def error_response(error: ApiError) -> Response:
     """Render ``error`` as a JSON response in the specification's format."""
     body = error_body(error.code, error.message, error.details)
+    # A lone surrogate quoted from the request cannot be encoded as UTF-8;
+    # written as its JSON escape instead, the error still renders.
+    text = json.dumps(body, ensure_ascii=False)
     return Response(
-        json.dumps(body, ensure_ascii=False),
+        text.encode("utf-8", "backslashreplace"),
         status_code=error.status,
         headers=error.headers,
         media_type="application/json",

@@ -1,18 +1,29 @@
-"""The outermost ASGI layer: request ids, body-size limit, last-resort errors."""
+"""The outermost ASGI layer: request ids, body limits, last-resort errors."""
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palo_api.context import RequestState, bind
-from palo_api.errors import ApiError, BadRequest, PayloadTooLarge, error_response
+from palo_api.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_response,
+)
 from palo_api.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+# str.isdigit() also accepts characters such as "²" that int() refuses.
+CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def incoming_request_id(value: str | None) -> uuid.UUID | None:
@@ -23,11 +34,12 @@ def incoming_request_id(value: str | None) -> uuid.UUID | None:
         parsed = uuid.UUID(value)
     except ValueError:
         return None
+    # Any letter case is the same UUID; it is echoed in canonical lower case.
     return parsed if str(parsed) == value.lower() else None
 
 
 class RequestContextMiddleware:
-    """Binds the request's state, stamps X-Request-ID, and caps body size.
+    """Binds the request's state, stamps X-Request-ID, and checks the body.
 
     It sits outside Connexion's exception handling, so whatever it refuses it
     renders itself, in the same error format.
@@ -57,6 +69,10 @@ class RequestContextMiddleware:
             await send(message)
 
         refusal = self._check_length(headers.get("content-length"))
+        if refusal is None and "content-length" not in headers:
+            receive, refusal = await self._buffered(scope, receive)
+        if refusal is None:
+            refusal = _check_content_type(scope)
         if refusal is not None:
             await error_response(refusal)(scope, receive, send_stamped)
             return
@@ -74,13 +90,42 @@ class RequestContextMiddleware:
     def _check_length(self, raw: str | None) -> ApiError | None:
         if raw is None:
             return None
-        if not raw.isdigit() or len(raw) > 18:
+        if not CONTENT_LENGTH.fullmatch(raw):
             return BadRequest("The Content-Length header is invalid.")
         if int(raw) > self.max_body:
             return PayloadTooLarge(
                 f"The request body exceeds the limit of {self.max_body} bytes."
             )
         return None
+
+    async def _buffered(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Receive, ApiError | None]:
+        """Read a body sent without Content-Length (chunked) up to the limit.
+
+        Connexion takes a request without Content-Length for one without a
+        body, so the body is read here and given the header it lacked.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return _replay([message], receive), None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return receive, PayloadTooLarge(
+                    f"The request body exceeds the limit of {self.max_body} bytes."
+                )
+            if not message.get("more_body", False):
+                break
+
+        body = b"".join(chunks)
+        if body:
+            MutableHeaders(scope=scope)["content-length"] = str(len(body))
+        replayed = {"type": "http.request", "body": body, "more_body": False}
+        return _replay([replayed], receive), None
 
     def _capped(self, receive: Receive) -> Receive:
         seen = 0
@@ -97,3 +142,41 @@ class RequestContextMiddleware:
             return message
 
         return receive_capped
+
+
+def _check_content_type(scope: Scope) -> ApiError | None:
+    """Lower-case the media type, and refuse a body that does not name one.
+
+    Media types are case-insensitive, but Connexion looks its body validators
+    up case-sensitively: ``Application/JSON`` would skip validation entirely.
+    Without any Content-Type, Connexion validates the body as JSON and then
+    hands the handler raw bytes.
+    """
+    headers = MutableHeaders(scope=scope)
+    raw = headers.get("content-type")
+    if raw is None:
+        has_body = int(headers.get("content-length", "0")) > 0
+        if has_body and scope["method"] in BODY_METHODS:
+            return UnsupportedMediaType(
+                "The request has a body but no Content-Type header; "
+                "send application/json."
+            )
+        return None
+
+    media_type, separator, parameters = raw.partition(";")
+    normalised = media_type.strip().lower()
+    if normalised != media_type:
+        headers["content-type"] = f"{normalised}{separator}{parameters}"
+    return None
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive channel that yields ``messages`` first, then ``receive``'s."""
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying

@@ -1,10 +1,15 @@
-"""Request checks Connexion leaves out: formats, strict JSON, storable strings.
+"""Request checks Connexion leaves out: formats, strict JSON, encodable strings.
 
 Connexion validates with JSON Schema draft 4 and, by default, checks neither
 ``uuid`` nor ``date`` formats, answers 400 for a body that fails its schema,
-and lets a body through that no database can store (NUL characters, lone
-surrogates) or that Python cannot even parse without crashing (deep nesting,
-huge integers). This module closes each of those gaps.
+and lets a body through that cannot even be encoded back as UTF-8 (lone
+surrogates) or that Python cannot parse without crashing (deep nesting, huge
+integers). Its parameter and form errors also quote the whole schema instead
+of naming the field. This module closes each of those gaps;
+:data:`VALIDATOR_MAP` is what the application hands Connexion.
+
+NUL characters are valid JSON and are kept in JSON columns; the document's
+``pattern`` keeps them out of the text fields PostgreSQL would refuse them in.
 """
 
 from __future__ import annotations
@@ -13,15 +18,22 @@ import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from connexion.validators import DefaultsJSONRequestBodyValidator
+import jsonschema
+from connexion.datastructures import MediaTypeDict
+from connexion.utils import is_null, is_nullable
+from connexion.validators import (
+    DefaultsJSONRequestBodyValidator,
+    FormDataValidator,
+)
+from connexion.validators import ParameterValidator as ConnexionParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from rfc3339_validator import validate_rfc3339
 from starlette.types import Scope
 
-from palo_api.errors import InvalidJson, ValidationFailed
+from palo_api.errors import BadRequest, InvalidJson, ValidationFailed
 
 MAX_JSON_DEPTH = 32
 FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
@@ -121,7 +133,7 @@ def _finite_float(text: str) -> float:
 
 
 def _check_storable(document: Any) -> None:
-    """Refuse nesting past MAX_JSON_DEPTH and strings no database can store."""
+    """Refuse nesting past MAX_JSON_DEPTH and strings with lone surrogates."""
     stack: list[tuple[Any, str, int]] = [(document, "", 0)]
     while stack:
         value, path, depth = stack.pop()
@@ -133,7 +145,7 @@ def _check_storable(document: Any) -> None:
             _check_string(value, path or "body")
         elif isinstance(value, dict):
             for key, item in value.items():
-                child = f"{path}.{key}" if path else key
+                child = f"{path}.{_display(key)}" if path else _display(key)
                 _check_string(key, child)
                 stack.append((item, child, depth + 1))
         elif isinstance(value, list):
@@ -142,16 +154,18 @@ def _check_storable(document: Any) -> None:
 
 
 def _check_string(value: str, field: str) -> None:
-    if "\x00" in value:
-        raise ValidationFailed(
-            details=[{"field": field, "message": "must not contain NUL characters"}]
-        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationFailed(
             details=[{"field": field, "message": "must not contain lone surrogates"}]
         ) from None
+
+
+def _display(key: str) -> str:
+    """``key`` with NUL and lone surrogates escaped, safe to echo in an error."""
+    escaped = key.replace("\x00", "\\u0000")
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _error_field(error: ValidationError) -> str:
@@ -168,6 +182,28 @@ def _error_field(error: ValidationError) -> str:
 
 class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
     """Connexion's JSON body validator, with strict parsing and 422 with details."""
+
+    @staticmethod
+    def extend_with_set_default(validator_class: Any) -> Any:
+        """Fill in schema defaults, in objects only.
+
+        Connexion's version calls ``setdefault`` on whatever the body is, so a
+        JSON array or string sent where an object belongs crashes it.
+        """
+        validate_properties = validator_class.VALIDATORS["properties"]
+
+        def set_defaults(
+            validator: Any, properties: dict[str, Any], instance: Any, schema: Any
+        ) -> Iterator[ValidationError]:
+            if isinstance(instance, dict):
+                for name, subschema in properties.items():
+                    if "default" in subschema:
+                        instance.setdefault(name, subschema["default"])
+            yield from validate_properties(validator, properties, instance, schema)
+
+        return jsonschema.validators.extend(
+            validator_class, {"properties": set_defaults}
+        )
 
     async def _parse(self, stream: AsyncIterator[bytes], scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -190,3 +226,91 @@ class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
                 "The request body does not match the schema.", details=details
             )
         return None
+
+
+class FormBodyValidator(FormDataValidator):
+    """Connexion's form validator, answering 400 with the faulty fields named."""
+
+    def _validate(self, body: Any) -> dict[str, Any] | None:
+        if not isinstance(body, dict):
+            raise BadRequest("The form body could not be read.")
+        unknown = sorted(set(body) - set(self._schema.get("properties", {})))
+        if self._strict_validation and unknown:
+            raise BadRequest(
+                "The form has unknown fields.",
+                details=[
+                    {"field": name, "message": "is not a field of this form"}
+                    for name in unknown[:20]
+                ],
+            )
+        errors = sorted(
+            self._validator.iter_errors(body), key=lambda e: list(e.absolute_path)
+        )
+        if errors:
+            raise BadRequest(
+                "The form does not match the schema.",
+                details=[
+                    {"field": _error_field(error), "message": error.message[:500]}
+                    for error in errors[:20]
+                ],
+            )
+        return None
+
+
+class ParameterValidator(ConnexionParameterValidator):
+    """Connexion's parameter checks, answering 400 that names the parameter."""
+
+    LOCATIONS = ("query", "path", "header", "cookie")
+
+    @staticmethod
+    def validate_parameter(
+        parameter_type: str, value: Any, param: dict[str, Any], param_name: Any = None
+    ) -> str | None:
+        """Why ``value`` does not fit ``param``, in one short line, or None."""
+        if value is None:
+            return "is required" if param.get("required") else None
+        if is_nullable(param) and is_null(value):
+            return None
+        validator = Draft4Validator(
+            param.get("schema", param), format_checker=FORMAT_CHECKER
+        )
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        return None if error is None else error.message[:200]
+
+    def validate_request(self, request: Any) -> None:
+        if self.strict_validation:
+            unknown = sorted(
+                self.validate_query_parameter_list(
+                    request, security_params=self.security_query_params
+                )
+            )
+            if unknown:
+                raise BadRequest(
+                    f"Unknown query parameter: {_display(unknown[0])[:100]}.",
+                    details=[
+                        {"field": _display(name)[:100], "message": "is not a parameter"}
+                        for name in unknown[:20]
+                    ],
+                )
+
+        for location in self.LOCATIONS:
+            check = getattr(self, f"validate_{location}_parameter")
+            for param in self.parameters.get(location, []):
+                problem = check(param, request)
+                if problem:
+                    name = param["name"]
+                    raise BadRequest(
+                        f"The {location} parameter '{name}' is invalid: {problem}",
+                        details=[{"field": name, "message": problem}],
+                    )
+
+
+VALIDATOR_MAP: dict[str, Any] = {
+    "parameter": ParameterValidator,
+    "body": MediaTypeDict(
+        {
+            "application/json": JsonBodyValidator,
+            "application/x-www-form-urlencoded": FormBodyValidator,
+        }
+    ),
+}

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 venv_bin="${VENV_BIN:-.venv/bin}"
 port="${PALO_CONTRACT_PORT:-8765}"
 seed="${PALO_CONTRACT_SEED:-20261203}"
-examples="${PALO_CONTRACT_MAX_EXAMPLES:-40}"
+examples="${PALO_CONTRACT_MAX_EXAMPLES:-100}"
 workdir="$(mktemp -d)"
 export PALO_DATABASE_URL="${PALO_DATABASE_URL:-sqlite:///$workdir/contract.db}"
 export PALO_SIGNING_KEYS="contract:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -55,7 +55,6 @@ done
 status=0
 "$venv_bin/schemathesis" run openapi/palo-v1.yaml \
   --url "http://127.0.0.1:$port/v1" \
-  --checks all \
   --seed "$seed" \
   --max-examples "$examples" \
   --request-timeout 10 \
