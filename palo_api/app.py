@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -18,6 +20,8 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from palo_api import errors
 from palo_api.config import Settings
@@ -77,15 +81,48 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         validate_responses=settings.validate_responses,
         resolver_error=501,
         validator_map=VALIDATOR_MAP,
-        swagger_ui_options=SwaggerUIOptions(swagger_ui=True, spec_path="/openapi.json"),
+        # The document is served by _serve_document, with its $refs intact.
+        swagger_ui_options=SwaggerUIOptions(
+            serve_spec=False, swagger_ui=True, spec_path="/openapi.json"
+        ),
     )
     app.add_middleware(
         RequestContextMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         runtime=runtime,
     )
+    _serve_document(app, spec)
     _register_error_handlers(app, spec)
     return app
+
+
+def public_document(spec: dict[str, Any]) -> dict[str, Any]:
+    """The document as clients see it: without the server's Python hook names."""
+    public = copy.deepcopy(spec)
+    for scheme in public["components"]["securitySchemes"].values():
+        for key in [k for k in scheme if k.startswith("x-") and k.endswith("Func")]:
+            del scheme[key]
+    return public
+
+
+def _serve_document(app: connexion.AsyncApp, spec: dict[str, Any]) -> None:
+    """Serve the hand-written document at /v1/openapi.json and .yaml.
+
+    Connexion would serve its own copy with every $ref inlined (several
+    times larger, and SDK generators lose the named schemas).
+    """
+    public = public_document(spec)
+    as_json = json.dumps(public, ensure_ascii=False).encode()
+    as_yaml = yaml.safe_dump(public, sort_keys=False, allow_unicode=True).encode()
+
+    async def openapi_json(_request: Request) -> Response:
+        return Response(as_json, media_type="application/json")
+
+    async def openapi_yaml(_request: Request) -> Response:
+        return Response(as_yaml, media_type="application/yaml")
+
+    app.add_url_rule("/v1/openapi.json", "openapi_json", openapi_json, methods=["GET"])
+    app.add_url_rule("/v1/openapi.yaml", "openapi_yaml", openapi_yaml, methods=["GET"])
 
 
 def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> None:
@@ -97,8 +134,10 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
             logger.error("%s: %s", exc.code, exc.message, exc_info=exc)
         return _to_connexion(exc)
 
-    def on_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ProblemException)
+        if exc.status == 401 and not request.headers.get("authorization"):
+            return _to_connexion(errors.MissingCredentials())
         return _to_connexion(_translate_problem(exc))
 
     def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -64,9 +64,7 @@ def _run(action: Callable[[Runtime, Session], dict[str, Any]]) -> None:
             details = "; ".join(
                 f"{d['field']} {d['message']}" for d in exc.details or []
             )
-            raise click.ClickException(
-                f"{exc.message} {details}".strip() if details else exc.message
-            ) from exc
+            raise click.ClickException(details or exc.message) from exc
     _emit(result)
 
 
@@ -87,6 +85,9 @@ def serve(host: str, port: int, workers: int) -> None:
         "--workers", str(workers),
         "--graceful-timeout", "20",
         "--access-logfile", "-",
+        # gunicorn's control socket has one fixed path per machine user, so
+        # two servers on one host would take it from each other.
+        "--no-control-socket",
     ]  # fmt: skip
     os.execvp(sys.executable, args)  # noqa: S606 - replaces this process by design
 

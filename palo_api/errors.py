@@ -66,6 +66,17 @@ class Unauthenticated(ApiError):
         )
 
 
+class MissingCredentials(Unauthenticated):
+    """No credentials at all: RFC 6750 puts no error code in the challenge."""
+
+    code = "unauthenticated"
+    default_message = "This operation needs a bearer token."
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="palo"'})
+        super().__init__(message, **kwargs)
+
+
 class InvalidClient(ApiError):
     status = 401
     code = "invalid_client"

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import jsonschema
@@ -168,16 +168,55 @@ def _display(key: str) -> str:
     return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _error_field(error: ValidationError) -> str:
-    parts = [str(part) for part in error.absolute_path]
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
-        parts += missing[:1]
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
-        extra = [k for k in error.instance if k not in allowed]
-        parts += extra[:1]
-    return ".".join(parts) or "body"
+# Patterns the document uses, said in words instead of as regular expressions.
+PATTERN_MESSAGES = {
+    r"^\s*[^\x00\s][^\x00]*$": "must not be blank or contain NUL characters",
+    r"^[^\x00]*$": "must not contain NUL characters",
+}
+
+
+def schema_details(errors: Iterable[ValidationError]) -> list[dict[str, str]]:
+    """One ``{field, message}`` per faulty field, in words a client can show."""
+    details: dict[str, str] = {}
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        path = [_display(str(part)) for part in error.absolute_path]
+        for name, message in _describe(error):
+            field = ".".join([*path, name] if name else path) or "body"
+            details.setdefault(field, message)
+    return [{"field": f, "message": m} for f, m in list(details.items())[:20]]
+
+
+def _describe(error: ValidationError) -> list[tuple[str, str]]:
+    """(sub-field, message) pairs for one error; sub-field "" is the error's own."""
+    kind, value, instance = error.validator, error.validator_value, error.instance
+    if kind == "required" and isinstance(instance, dict):
+        return [(_display(k), "is required") for k in value if k not in instance]
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = error.schema.get("properties", {})
+        return [(_display(k), "is not allowed") for k in instance if k not in known]
+    return [("", _sentence_for(str(kind), value, error))]
+
+
+def _sentence_for(kind: str, value: Any, error: ValidationError) -> str:
+    if kind == "pattern":
+        return PATTERN_MESSAGES.get(str(value), "has an invalid format")
+    if kind == "enum":
+        return "must be one of: " + ", ".join(str(v) for v in value)
+    templates = {
+        "maxLength": "must be at most {} characters long",
+        "minLength": "must be at least {} characters long",
+        "type": "must be of type {}",
+        "format": "must be a valid {}",
+        "minimum": "must be at least {}",
+        "maximum": "must be at most {}",
+        "minProperties": "must have at least {} field(s)",
+        "maxProperties": "must have at most {} fields",
+        "minItems": "must have at least {} item(s)",
+        "maxItems": "must have at most {} items",
+        "uniqueItems": "must not repeat an item",
+    }
+    template = templates.get(kind)
+    return template.format(value) if template else error.message[:200]
 
 
 class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
@@ -214,14 +253,8 @@ class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is None:
             raise ValidationFailed("A JSON request body is required.")
-        errors = sorted(
-            self._validator.iter_errors(body), key=lambda e: list(e.absolute_path)
-        )
-        if errors:
-            details = [
-                {"field": _error_field(error), "message": error.message[:500]}
-                for error in errors[:20]
-            ]
+        details = schema_details(self._validator.iter_errors(body))
+        if details:
             raise ValidationFailed(
                 "The request body does not match the schema.", details=details
             )
@@ -229,32 +262,38 @@ class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
 
 
 class FormBodyValidator(FormDataValidator):
-    """Connexion's form validator, answering 400 with the faulty fields named."""
+    """Connexion's form validator, answering with OAuth 2.0 error codes.
+
+    The only form the API takes is the OAuth 2.0 token request, whose clients
+    expect RFC 6749's codes: ``unsupported_grant_type`` or ``invalid_request``.
+    """
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if not isinstance(body, dict):
-            raise BadRequest("The form body could not be read.")
+            raise BadRequest("The form body could not be read.", code="invalid_request")
         unknown = sorted(set(body) - set(self._schema.get("properties", {})))
         if self._strict_validation and unknown:
             raise BadRequest(
                 "The form has unknown fields.",
+                code="invalid_request",
                 details=[
-                    {"field": name, "message": "is not a field of this form"}
+                    {"field": _display(name), "message": "is not allowed"}
                     for name in unknown[:20]
                 ],
             )
-        errors = sorted(
-            self._validator.iter_errors(body), key=lambda e: list(e.absolute_path)
+        details = schema_details(self._validator.iter_errors(body))
+        if not details:
+            return None
+        grant_refused = "grant_type" in body and any(
+            d["field"] == "grant_type" for d in details
         )
-        if errors:
-            raise BadRequest(
-                "The form does not match the schema.",
-                details=[
-                    {"field": _error_field(error), "message": error.message[:500]}
-                    for error in errors[:20]
-                ],
-            )
-        return None
+        raise BadRequest(
+            "Only the client_credentials grant is supported."
+            if grant_refused
+            else "The token request form is invalid.",
+            code="unsupported_grant_type" if grant_refused else "invalid_request",
+            details=details,
+        )
 
 
 class ParameterValidator(ConnexionParameterValidator):
@@ -275,7 +314,9 @@ class ParameterValidator(ConnexionParameterValidator):
             param.get("schema", param), format_checker=FORMAT_CHECKER
         )
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        return None if error is None else error.message[:200]
+        if error is None:
+            return None
+        return (_describe(error) or [("", error.message[:200])])[0][1]
 
     def validate_request(self, request: Any) -> None:
         if self.strict_validation:

@@ -32,10 +32,11 @@ PALO demo credentials (kept in var/demo-credentials.json):
   client_secret: {demo["client_secret"]}
 
 Get a token:
-  curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' \\
-    -d '{body}'
+  TOKEN=$(curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' \\
+    -d '{body}' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
-Then, with TOKEN set to its access_token:
+Then:
   curl -s -X POST {base}/projects -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"name": "My first project"}}'
   curl -s {base}/projects -H "Authorization: Bearer $TOKEN"

@@ -297,32 +297,68 @@ def test_json_token_request_outside_its_schema_answers_422(
 
 
 @pytest.mark.parametrize(
-    ("form", "field"),
+    ("form", "field", "code"),
     [
-        pytest.param({"grant_type": "password"}, "grant_type", id="password grant"),
-        pytest.param({"grant_type": "code"}, "grant_type", id="code grant"),
-        pytest.param({"scope": "read"}, "grant_type", id="no grant_type"),
+        pytest.param(
+            {"grant_type": "password"},
+            "grant_type",
+            "unsupported_grant_type",
+            id="password grant",
+        ),
+        pytest.param(
+            {"grant_type": "code"},
+            "grant_type",
+            "unsupported_grant_type",
+            id="code grant",
+        ),
+        pytest.param(
+            {"scope": "read"}, "grant_type", "invalid_request", id="no grant_type"
+        ),
         pytest.param(
             {"grant_type": "client_credentials", "username": "u"},
             "username",
+            "invalid_request",
             id="unknown field",
         ),
         pytest.param(
             {"grant_type": "client_credentials", "client_id": ""},
             "client_id",
+            "invalid_request",
             id="empty client_id",
         ),
     ],
 )
-def test_form_token_request_outside_its_schema_answers_400(
-    client: TestClient, member_account: Account, form: dict[str, str], field: str
+def test_form_token_request_outside_its_schema_answers_400_with_oauth2_code(
+    client: TestClient,
+    member_account: Account,
+    form: dict[str, str],
+    field: str,
+    code: str,
 ) -> None:
     credentials = (member_account.client_id, member_account.client_secret)
 
     response = client.post("/v1/auth/token", data=form, auth=credentials)
 
-    body = assert_error(response, 400, "invalid_parameter")
+    # RFC 6749, section 5.2: the token endpoint's own error codes.
+    body = assert_error(response, 400, code)
     assert [detail["field"] for detail in body["details"]] == [field]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"grant_type": "client_credentials", "client_id": "someone-else"},
+        {"grant_type": "client_credentials", "client_secret": "another-secret"},
+    ],
+)
+def test_credentials_both_in_form_and_by_basic_answer_400_invalid_request(
+    client: TestClient, member_account: Account, form: dict[str, str]
+) -> None:
+    credentials = (member_account.client_id, member_account.client_secret)
+
+    response = client.post("/v1/auth/token", data=form, auth=credentials)
+
+    assert_error(response, 400, "invalid_request")
 
 
 # Refreshing.
@@ -390,8 +426,8 @@ def test_refresh_of_a_session_older_than_a_day_answers_401(
 def test_refresh_without_a_token_answers_401(client: TestClient) -> None:
     response = client.post("/v1/auth/refresh")
 
-    assert_error(response, 401, "invalid_token")
-    assert response.headers["www-authenticate"].startswith("Bearer ")
+    assert_error(response, 401, "unauthenticated")
+    assert response.headers["www-authenticate"] == 'Bearer realm="palo"'
 
 
 def test_refresh_does_not_take_client_credentials(

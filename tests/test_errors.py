@@ -569,8 +569,15 @@ def test_missing_or_invalid_credentials_answer_401_with_bearer_challenge(
 
     response = client.request(method, path, headers=headers)
 
-    assert_error(response, 401, "invalid_token")
-    assert response.headers["www-authenticate"].startswith("Bearer ")
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    if authorization:
+        assert_error(response, 401, "invalid_token")
+        assert 'error="invalid_token"' in challenge
+    else:
+        # RFC 6750, section 3.1: no error code when no credentials were sent.
+        assert_error(response, 401, "unauthenticated")
+        assert challenge == 'Bearer realm="palo"'
 
 
 def test_expired_token_answers_401_with_bearer_challenge(
@@ -588,7 +595,7 @@ def test_expired_token_answers_401_with_bearer_challenge(
 def test_security_is_checked_before_the_body(client: TestClient) -> None:
     response = client.post("/v1/projects", content=b"{", headers=JSON)
 
-    assert_error(response, 401, "invalid_token")
+    assert_error(response, 401, "unauthenticated")
 
 
 # Server-side failures.

@@ -287,6 +287,7 @@ def test_archive_sets_purge_after_90_days_and_is_idempotent(
 
     assert first.status_code == 204
     assert first.content == b""
+    assert "content-type" not in first.headers
     assert second.status_code == 204
     assert archived["status"] == "archived"
     retention = _parse(archived["purge_after"]) - _parse(archived["archived_at"])
@@ -312,6 +313,35 @@ def test_archived_project_is_read_only_until_restored(
     assert (body["status"], body["name"]) == ("active", "Back")
     assert body["archived_at"] is None
     assert body["purge_after"] is None
+
+
+def test_archiving_an_archived_project_by_patch_changes_nothing(
+    client, factory: Factory, member_account: Account
+) -> None:
+    project = factory.project(client, member_account)
+    path = f"/v1/projects/{project['id']}"
+    client.delete(path, headers=member_account.headers)
+    archived = client.get(path, headers=member_account.headers).json()
+
+    again = client.patch(
+        path, json={"status": "archived"}, headers=member_account.headers
+    )
+
+    assert again.status_code == 200, again.text
+    assert again.json() == archived
+
+
+def test_blank_name_is_explained_in_words_not_as_a_pattern(
+    client, member_account: Account
+) -> None:
+    response = client.post(
+        "/v1/projects", json={"name": "   "}, headers=member_account.headers
+    )
+
+    body = assert_error(response, 422, "validation_failed")
+    assert body["details"] == [
+        {"field": "name", "message": "must not be blank or contain NUL characters"}
+    ]
 
 
 def test_patch_status_archived_archives_like_delete(

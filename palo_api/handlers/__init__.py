@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connexion.context import context as connexion_context
+from starlette.responses import Response
 
 from palo_api import context
 from palo_api.runtime import Runtime
@@ -12,6 +13,11 @@ from palo_api.services.auth import Principal
 
 Headers = dict[str, str]
 Reply = tuple[Any, int] | tuple[Any, int, Headers]
+
+
+def no_content() -> Response:
+    """A 204 with neither body nor Content-Type."""
+    return Response(status_code=204)
 
 
 def runtime() -> Runtime:

@@ -6,7 +6,7 @@ from typing import Any
 
 from connexion.context import context as connexion_context
 
-from palo_api.errors import InvalidClient
+from palo_api.errors import BadRequest, InvalidClient
 from palo_api.handlers import Reply, caller, runtime
 from palo_api.schemas import token_out
 from palo_api.services import auth
@@ -34,13 +34,20 @@ def refresh_token() -> Reply:
 
 
 def _credentials(body: dict[str, Any]) -> tuple[str, str]:
-    """Credentials from the body (JSON or form) or else from HTTP Basic."""
-    if body.get("client_id") and body.get("client_secret"):
-        return body["client_id"], body["client_secret"]
-
+    """Credentials from the body (JSON or form) or from HTTP Basic, not both."""
     basic = connexion_context.get("token_info") or {}
-    if basic.get("client_id") and basic.get("client_secret"):
-        return basic["client_id"], basic["client_secret"]
+    in_body = "client_id" in body or "client_secret" in body
+    if basic and in_body:
+        # RFC 6749, section 2.3: one authentication method per request.
+        raise BadRequest(
+            "Send the client credentials either in the body or by HTTP Basic, "
+            "not both.",
+            code="invalid_request",
+        )
+
+    source = basic or body
+    if source.get("client_id") and source.get("client_secret"):
+        return source["client_id"], source["client_secret"]
     raise InvalidClient(
         "Send client_id and client_secret in the body or by HTTP Basic."
     )

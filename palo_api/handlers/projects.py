@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from palo_api.handlers import Reply, caller, runtime
+from starlette.responses import Response
+
+from palo_api.handlers import Reply, caller, no_content, runtime
 from palo_api.schemas import dump_page, dump_project
 from palo_api.services import projects
 
@@ -53,9 +55,9 @@ def update_project(project_id: str, body: dict[str, Any]) -> Reply:
         return dump_project(project, counts[project.id]), 200
 
 
-def archive_project(project_id: str) -> Reply:
+def archive_project(project_id: str) -> Response:
     with runtime().database.write() as session:
         projects.archive_project(
             session=session, principal=caller(), project_id=uuid.UUID(project_id)
         )
-    return None, 204
+    return no_content()

@@ -115,10 +115,12 @@ def update_project(
     if "name" in changes:
         changes["name"] = changes["name"].strip()
     if project.status == "archived" and changes.get("status") != "active":
-        raise Conflict(
-            "The project is archived; restore it with status 'active' first.",
-            code="project_archived",
-        )
+        if set(changes) - {"status"}:
+            raise Conflict(
+                "The project is archived; restore it with status 'active' first.",
+                code="project_archived",
+            )
+        return project  # archiving an archived project changes nothing
 
     new_status = changes.pop("status", project.status)
     if new_status != project.status:
