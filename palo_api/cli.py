@@ -6,6 +6,7 @@ Admin commands print one JSON object on stdout; logs and errors go to stderr.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import uuid
@@ -25,6 +26,8 @@ from palo_api.logs import configure_logging
 from palo_api.runtime import Runtime
 from palo_api.schemas import client_out, organization_out, user_out
 from palo_api.services import admin
+
+logger = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -75,12 +78,19 @@ def _run(action: Callable[[Runtime, Session], dict[str, Any]]) -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the API with gunicorn and uvicorn workers."""
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    configure_logging(settings)
+    if settings.uses_local_key_file and not settings.database_url.startswith("sqlite"):
+        logger.warning(
+            "signing tokens with the key generated in %s; set PALO_SIGNING_KEYS "
+            "to one shared key when several hosts serve this database",
+            settings.signing_key_file,
+        )
     args = [
         sys.executable, "-m", "gunicorn", "palo_api.asgi:app",
-        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--worker-class", "palo_api.serving.UvicornWorker",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--graceful-timeout", "20",
