@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# A fixed development key lets `make run` work with no setup; `is_development_key`
-# lets operators (and start-up checks) tell it apart from a real one.
-DEVELOPMENT_SIGNING_KEY = "dev:palo-development-signing-key-do-not-use-in-production"
 DEFAULT_DATABASE_URL = f"sqlite:///{Path('var/palo.db').absolute()}"
+# Without PALO_SIGNING_KEYS, a random key is made once and kept here, so that a
+# fresh install never signs with a key anyone could read.
+DEFAULT_SIGNING_KEY_FILE = Path("var/signing-key").absolute()
 
 
 class ConfigError(ValueError):
@@ -31,15 +32,15 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     signing_keys: tuple[SigningKey, ...] = field(default_factory=tuple)
+    signing_key_file: Path | None = None
     token_issuer: str = "https://api.palo.io"  # noqa: S105 - a URL, not a secret
     token_ttl_seconds: int = 3600
     refresh_max_age_seconds: int = 24 * 3600
     token_leeway_seconds: int = 30
     max_body_bytes: int = 1024 * 1024
+    head_timeout_seconds: int = 30
     validate_responses: bool = False
     log_level: str = "INFO"
-    log_format: str = "text"
-    webhook_allow_private_targets: bool = False
 
     @property
     def active_signing_key(self) -> SigningKey:
@@ -47,20 +48,24 @@ class Settings:
         return self.signing_keys[0]
 
     @property
-    def uses_development_key(self) -> bool:
-        """Whether the well-known development key is among the signing keys."""
-        dev = parse_signing_keys(DEVELOPMENT_SIGNING_KEY)[0]
-        return any(key.secret == dev.secret for key in self.signing_keys)
+    def uses_local_key_file(self) -> bool:
+        """Whether the signing key was generated on this host (no shared key)."""
+        return self.signing_key_file is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from the environment, refusing unusable values."""
         env = os.environ if environ is None else environ
+        key_file = None
+        if env.get("PALO_SIGNING_KEYS"):
+            signing_keys = parse_signing_keys(env["PALO_SIGNING_KEYS"])
+        else:
+            key_file = Path(env.get("PALO_SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE))
+            signing_keys = (local_signing_key(key_file),)
         return cls(
             database_url=env.get("PALO_DATABASE_URL", DEFAULT_DATABASE_URL),
-            signing_keys=parse_signing_keys(
-                env.get("PALO_SIGNING_KEYS", DEVELOPMENT_SIGNING_KEY)
-            ),
+            signing_keys=signing_keys,
+            signing_key_file=key_file,
             token_issuer=env.get("PALO_TOKEN_ISSUER", cls.token_issuer),
             token_ttl_seconds=_int(env, "PALO_TOKEN_TTL_SECONDS", 3600, 60, 86400),
             refresh_max_age_seconds=_int(
@@ -70,13 +75,10 @@ class Settings:
             max_body_bytes=_int(
                 env, "PALO_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024
             ),
+            head_timeout_seconds=_int(env, "PALO_HEAD_TIMEOUT_SECONDS", 30, 1, 300),
             validate_responses=_bool(env, "PALO_VALIDATE_RESPONSES", False),
             log_level=_choice(
                 env, "PALO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
-            log_format=_choice(env, "PALO_LOG_FORMAT", "text", ("text", "json")),
-            webhook_allow_private_targets=_bool(
-                env, "PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS", False
             ),
         )
 
@@ -95,6 +97,31 @@ def parse_signing_keys(raw: str) -> tuple[SigningKey, ...]:
     if len({key.kid for key in keys}) != len(keys):
         raise ConfigError("PALO_SIGNING_KEYS names the same key id twice")
     return tuple(keys)
+
+
+def local_signing_key(path: Path) -> SigningKey:
+    """The key kept in ``path``, generated there first if the file is missing.
+
+    Several workers may start at once: the key is written to a private
+    temporary file and linked into place, so exactly one of them creates it
+    and every one reads the same key.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"local:{secrets.token_urlsafe(48)}\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first; use theirs
+        finally:
+            draft.unlink()
+    try:
+        return parse_signing_keys(path.read_text().strip())[0]
+    except (OSError, ConfigError) as exc:
+        raise ConfigError(f"PALO_SIGNING_KEY_FILE {path} is unreadable: {exc}") from exc
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

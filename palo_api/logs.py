@@ -20,4 +20,4 @@ def configure_logging(settings: Settings | None = None) -> None:
     root.setLevel(settings.log_level)
     # Connexion warns on every request to an operation with two body media
     # types (the token endpoint's JSON and OAuth2 form), which is by design.
-    logging.getLogger("connexion.operations.openapi").setLevel(logging.ERROR)
+    logging.getLogger("connexion.operations").setLevel(logging.ERROR)
