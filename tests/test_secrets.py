@@ -1,0 +1,70 @@
+"""Client secrets: argon2 hashing, constant-cost refusals, bounded concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from palo_api.secrets import SecretHasher, new_client_id, new_client_secret
+
+
+def test_secret_verifies_only_against_its_own_hash() -> None:
+    hasher = SecretHasher()
+    secret = new_client_secret()
+    stored = hasher.hash(secret)
+
+    assert stored.startswith("$argon2id$")
+    assert secret not in stored
+    assert hasher.verify(stored, secret)
+    assert not hasher.verify(stored, secret + "x")
+    assert not hasher.verify(None, secret)
+    assert not hasher.verify("not-a-hash", secret)
+
+
+def test_ids_and_secrets_are_random_and_prefixed() -> None:
+    ids = {new_client_id() for _ in range(50)}
+    secrets = {new_client_secret() for _ in range(50)}
+
+    assert len(ids) == len(secrets) == 50
+    assert all(i.startswith("palo_ci_") for i in ids)
+    assert all(s.startswith("palo_cs_") and len(s) > 40 for s in secrets)
+
+
+class _CountingHasher:
+    """Stands in for argon2's hasher and records how many run at once."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def verify(self, stored: str, secret: str) -> bool:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(0.01)  # widen the window in which overlaps would show
+            return bool(self.real.verify(stored, secret))
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_no_more_than_the_allowed_hashes_run_at_once() -> None:
+    hasher = SecretHasher(concurrency=2)
+    stored = hasher.hash("secret")
+    counting = _CountingHasher(hasher._hasher)
+    hasher._hasher = counting  # type: ignore[assignment]
+
+    threads = [
+        threading.Thread(target=hasher.verify, args=(stored, "secret"))
+        for _ in range(12)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert counting.peak == 2
