@@ -13,6 +13,7 @@ from palo_api.context import RequestState, bind
 from palo_api.errors import (
     ApiError,
     BadRequest,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
     error_response,
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 # str.isdigit() also accepts characters such as "²" that int() refuses.
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+UI = "/v1/ui/"
 
 
 def incoming_request_id(value: str | None) -> uuid.UUID | None:
@@ -68,7 +70,9 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)["X-Request-ID"] = stamp
             await send(message)
 
-        refusal = self._check_length(headers.get("content-length"))
+        refusal = _check_path(scope["path"]) or self._check_length(
+            headers.get("content-length")
+        )
         if refusal is None and "content-length" not in headers:
             receive, refusal = await self._buffered(scope, receive)
         if refusal is None:
@@ -142,6 +146,18 @@ class RequestContextMiddleware:
             return message
 
         return receive_capped
+
+
+def _check_path(path: str) -> ApiError | None:
+    """No route of the API ends with a slash.
+
+    Starlette would answer such a path with a redirect built from the
+    client's own Host header, before authentication and outside the
+    document; the interactive UI, which lives under a folder, is the exception.
+    """
+    if path.endswith("/") and path.startswith("/v1/") and not path.startswith(UI):
+        return NotFound(f"No route matches {path[:200]}.")
+    return None
 
 
 def _check_content_type(scope: Scope) -> ApiError | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -31,7 +32,9 @@ from connexion.validators import (
 from connexion.validators import ParameterValidator as ConnexionParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from rfc3339_validator import validate_rfc3339
-from starlette.types import Scope
+from starlette.datastructures import Headers, QueryParams
+from starlette.formparsers import MultiPartException
+from starlette.types import Receive, Scope
 
 from palo_api.errors import BadRequest, InvalidJson, ValidationFailed
 
@@ -244,6 +247,12 @@ class JsonBodyValidator(DefaultsJSONRequestBodyValidator):
             validator_class, {"properties": set_defaults}
         )
 
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> Any:
+        # Connexion answers a missing body with its own 400 text.
+        if self._required and not int(Headers(scope=scope).get("content-length") or 0):
+            raise InvalidJson("A JSON request body is required.")
+        return await super().wrap_receive(receive, scope=scope)
+
     async def _parse(self, stream: AsyncIterator[bytes], scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
         if not raw:
@@ -267,6 +276,15 @@ class FormBodyValidator(FormDataValidator):
     The only form the API takes is the OAuth 2.0 token request, whose clients
     expect RFC 6749's codes: ``unsupported_grant_type`` or ``invalid_request``.
     """
+
+    async def _parse(self, stream: AsyncIterator[bytes], scope: Scope) -> Any:
+        try:
+            return await super()._parse(stream, scope)
+        except (MultiPartException, UnicodeDecodeError, ValueError) as exc:
+            # Starlette refuses more than 1,000 fields, among other things.
+            raise BadRequest(
+                f"The form body could not be read: {exc}", code="invalid_request"
+            ) from exc
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if not isinstance(body, dict):
@@ -319,6 +337,7 @@ class ParameterValidator(ConnexionParameterValidator):
         return (_describe(error) or [("", error.message[:200])])[0][1]
 
     def validate_request(self, request: Any) -> None:
+        self._check_raw_query(request)
         if self.strict_validation:
             unknown = sorted(
                 self.validate_query_parameter_list(
@@ -345,6 +364,33 @@ class ParameterValidator(ConnexionParameterValidator):
                         details=[{"field": name, "message": problem}],
                     )
 
+    def _check_raw_query(self, request: Any) -> None:
+        """Refuse what Connexion would quietly coerce or drop.
+
+        A parameter given twice would lose all but one value, and ``int()``
+        accepts "1_0", "+5", " 7" and non-ASCII digits.
+        """
+        raw = QueryParams(request.scope.get("query_string", b""))
+        for param in self.parameters.get("query", []):
+            name, schema = param["name"], param.get("schema", {})
+            values = raw.getlist(name)
+            problem = None
+            if len(values) > 1 and schema.get("type") != "array":
+                problem = "is given more than once"
+            elif (
+                values
+                and schema.get("type") == "integer"
+                and not WHOLE_NUMBER.fullmatch(values[0])
+            ):
+                problem = "must be a whole number written in ASCII digits"
+            if problem:
+                raise BadRequest(
+                    f"The query parameter '{name}' {problem}.",
+                    details=[{"field": name, "message": problem}],
+                )
+
+
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,30}")
 
 VALIDATOR_MAP: dict[str, Any] = {
     "parameter": ParameterValidator,

@@ -649,3 +649,30 @@ def test_expiry_allows_the_configured_leeway_and_no_more(
     assert claims.expires_at == expires_at
     with pytest.raises(TokenError, match="expired"):
         runtime.tokens.verify(member_account.token, now=expires_at + leeway + 1)
+
+
+def test_form_with_too_many_fields_answers_400_invalid_request(
+    client: TestClient,
+) -> None:
+    form = "grant_type=client_credentials&" + "&".join(f"f{i}=1" for i in range(1001))
+
+    response = client.post(
+        "/v1/auth/token",
+        content=form.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("client_id", ["palo_ci_x\x00y", "\x00"])
+def test_nul_in_basic_client_id_answers_401_invalid_client(
+    client: TestClient, client_id: str
+) -> None:
+    response = client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, "secret"),
+    )
+
+    assert_error(response, 401, "invalid_client")

@@ -469,6 +469,16 @@ BAD_QUERIES = {
     "status=%00": "status",
     "foo=1": "foo",
     "limit=10&sort=name": "sort",
+    # Given twice, one value would silently win.
+    "limit=1&limit=2": "limit",
+    "status=active&status=archived": "status",
+    # int() takes all of these; the document says an integer.
+    "limit=1_0": "limit",
+    "limit=%2B5": "limit",
+    "limit=%205": "limit",
+    "limit=%0A5%0A": "limit",
+    "limit=%D9%A3": "limit",
+    "limit=%EF%BC%91": "limit",
 }
 
 
@@ -765,3 +775,37 @@ def test_each_request_gets_its_own_request_id(
     }
 
     assert len(stamps) == 5
+
+
+@pytest.mark.parametrize("content", [b"", None])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_missing_json_body_answers_400_invalid_json(
+    client: TestClient, admin_account: Account, method: str, content: bytes | None
+) -> None:
+    path = "/v1/projects" if method == "POST" else f"/v1/projects/{SOME_ID}"
+
+    response = client.request(
+        method, path, content=content, headers={**JSON, **admin_account.headers}
+    )
+
+    assert_error(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/projects/", f"/v1/projects/{SOME_ID}/", "/v1/", "/v1/auth/token/"]
+)
+def test_trailing_slash_is_not_found_rather_than_redirected(
+    client: TestClient, admin_account: Account, path: str
+) -> None:
+    response = client.get(
+        path,
+        headers={**admin_account.headers, "Host": "evil.example"},
+        follow_redirects=False,
+    )
+
+    assert_error(response, 404, "not_found")
+    assert "location" not in response.headers
+
+
+def test_interactive_ui_still_lives_under_its_folder(client: TestClient) -> None:
+    assert client.get("/v1/ui/").status_code == 200

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -400,3 +402,70 @@ def test_concurrent_project_creation_never_fails(
     assert statuses == [201] * 12
     listed = client.get("/v1/projects", headers=member_account.headers).json()
     assert listed["pagination"]["total"] == 12
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"flag": 1}, {"flag": True}),
+        ({"flag": 0}, {"flag": False}),
+        ({"n": 1}, {"n": 1.0}),
+        ({"deep": {"x": [1]}}, {"deep": {"x": [True]}}),
+    ],
+)
+def test_patch_settings_stores_values_python_calls_equal(
+    client, factory: Factory, member_account: Account, before, after
+) -> None:
+    project = factory.project(client, member_account, settings=before)
+    path = f"/v1/projects/{project['id']}"
+
+    client.patch(path, json={"settings": after}, headers=member_account.headers)
+    stored = client.get(path, headers=member_account.headers).json()
+
+    assert json.dumps(stored["settings"]) == json.dumps(after)
+    assert stored["updated_at"] != project["updated_at"]
+
+
+def _race(client, path: str, headers: dict[str, str], bodies: dict[str, Any]) -> dict:
+    """Send one PATCH per body at the same moment; the replies by name."""
+    replies: dict[str, Any] = {}
+    start = threading.Barrier(len(bodies))
+
+    def send(name: str) -> None:
+        start.wait()
+        replies[name] = client.patch(path, json=bodies[name], headers=headers)
+
+    threads = [threading.Thread(target=send, args=(name,)) for name in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return replies
+
+
+def test_concurrent_archive_and_rename_apply_one_after_the_other(
+    client, factory: Factory, member_account: Account
+) -> None:
+    for _ in range(8):
+        project = factory.project(client, member_account, description="orig")
+        path = f"/v1/projects/{project['id']}"
+
+        replies = _race(
+            client,
+            path,
+            member_account.headers,
+            {"archive": {"status": "archived"}, "rename": {"description": "new"}},
+        )
+        final = client.get(path, headers=member_account.headers).json()
+
+        archive, rename = replies["archive"], replies["rename"]
+        assert archive.status_code == 200, archive.text
+        if rename.status_code == 200:
+            # The rename went first, so the archive must have seen it.
+            assert archive.json()["description"] == "new"
+            assert rename.json()["status"] == "active"
+            assert final["description"] == "new"
+        else:
+            assert_error(rename, 409, "project_archived")
+            assert final["description"] == "orig"
+        assert final["status"] == "archived"

@@ -43,11 +43,17 @@ def issue_token(
     client_secret: str,
 ) -> IssuedToken:
     """Exchange client credentials for an access token."""
-    client = session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+    # A NUL (possible through HTTP Basic) cannot be in any client id, and
+    # PostgreSQL would refuse to even compare it: treat it as unknown.
+    client = (
+        None
+        if "\x00" in client_id
+        else session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+    )
     valid = hasher.verify(client.secret_hash if client else None, client_secret)
 
     if client is None or not valid or client.disabled_at is not None:
-        logger.warning("token refused for client_id=%s", client_id[:64])
+        logger.warning("token refused for client_id=%r", client_id[:64])
         raise InvalidClient()
 
     return tokens.issue(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket
 from palo_api.db.types import utcnow
@@ -51,14 +53,25 @@ def list_projects(
 
 
 def get_project(
-    *, session: Session, principal: Principal, project_id: uuid.UUID
+    *,
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    for_update: bool = False,
 ) -> Project:
-    """A project the caller can see, or NotFound (never Forbidden: no leaks)."""
-    project = session.scalar(
+    """A project the caller can see, or NotFound (never Forbidden: no leaks).
+
+    ``for_update`` locks its row until the transaction ends, so that
+    concurrent changes to one project apply one after the other.
+    """
+    query = (
         _visible(principal)
         .where(Project.id == project_id)
         .options(selectinload(Project.members))
     )
+    if for_update:
+        query = query.with_for_update(of=Project)
+    project = session.scalar(query)
     if project is None:
         raise NotFound(f"Project {project_id} does not exist.")
     return project
@@ -107,7 +120,9 @@ def update_project(
     project_in: dict[str, Any],
 ) -> Project:
     """Apply a partial update; ``status`` archives or restores."""
-    project = get_project(session=session, principal=principal, project_id=project_id)
+    project = get_project(
+        session=session, principal=principal, project_id=project_id, for_update=True
+    )
     _require_admin(project, principal, "update")
     changes = {
         field: project_in[field] for field in UPDATABLE_FIELDS if field in project_in
@@ -126,7 +141,10 @@ def update_project(
     if new_status != project.status:
         _set_status(project, new_status)
     for field, value in changes.items():
-        setattr(project, field, value)
+        if field == "settings":
+            _replace_settings(project, value)
+        else:
+            setattr(project, field, value)
 
     if session.is_modified(project):
         project.updated_at = utcnow()
@@ -138,7 +156,9 @@ def archive_project(
     *, session: Session, principal: Principal, project_id: uuid.UUID
 ) -> None:
     """Archive (soft-delete) a project; archiving twice changes nothing."""
-    project = get_project(session=session, principal=principal, project_id=project_id)
+    project = get_project(
+        session=session, principal=principal, project_id=project_id, for_update=True
+    )
     _require_admin(project, principal, "archive")
 
     if project.status != "archived":
@@ -199,6 +219,18 @@ def role_in(project: Project, principal: Principal) -> str | None:
 def _require_admin(project: Project, principal: Principal, action: str) -> None:
     if role_in(project, principal) != "admin":
         raise Forbidden(f"Only a project admin may {action} this project.")
+
+
+def _replace_settings(project: Project, settings: dict[str, Any]) -> None:
+    # Compared as JSON text: Python holds 1 == 1.0 == True, so a plain
+    # comparison would call {"flag": true} unchanged from {"flag": 1}.
+    if _as_json(settings) != _as_json(project.settings):
+        project.settings = settings
+        flag_modified(project, "settings")
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _set_status(project: Project, status: str) -> None:
