@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench-app clean
+.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ contract: $(BIN)/palo
 
 contract-postgres: $(BIN)/palo
 	PALO_DATABASE_URL=$(PG_TEST_URL) scripts/contract.sh
+
+## Requests per second of FlaskApp, AsyncApp and bare Starlette (needs wrk).
+bench: $(BIN)/palo
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)" >&2; exit 1; }
+	$(BIN)/python bench/flavours.py --rounds 2 --seconds 8
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
