@@ -3,9 +3,9 @@
 uvicorn's httptools parser puts no bound on the size of a request head and no
 time limit on receiving it: one client sending a 100 MB header, or trickling
 one byte at a time, can stall a worker. The protocol below refuses a head
-still unfinished after 64 KiB (431) or after PALO_HEAD_TIMEOUT_SECONDS
-(30 by default; 408), and answers
-malformed HTTP in the specification's JSON error format, not uvicorn's text.
+over 64 KiB (431), finished or not, or still unfinished after
+PALO_HEAD_TIMEOUT_SECONDS (30 by default; 408), and answers malformed HTTP in
+the specification's JSON error format, not uvicorn's text.
 """
 
 from __future__ import annotations
@@ -49,12 +49,23 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
     return (head + body).encode("ascii")
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a refused head."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a size and time limit on each head."""
+    """uvicorn's httptools protocol with a size and time limit on each head.
+
+    Two counts enforce the size limit: the bytes received while a head is
+    unfinished (the parser buffers a header until its end, so a huge one is
+    caught while it arrives), and the parsed request line and header fields
+    (exact, for a head that arrives whole in one read).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
+        self._parsed_head_bytes = 0
         self._in_head = True
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -77,17 +88,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(
-                    431,
-                    "request_header_too_large",
-                    f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-                )
+                self._refuse_large_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._parsed_head_bytes = 0
         self._start_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        self._parsed_head_bytes += size
+        if self._parsed_head_bytes > MAX_HEAD_BYTES:
+            self._refuse_large_head()
+            # httptools turns this into HttpParserError, which uvicorn
+            # answers through send_400_response: already refused, so ignored.
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -95,7 +119,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "invalid_request", "The HTTP request is malformed.")
+        if not self._refused:
+            self._refuse(400, "invalid_request", "The HTTP request is malformed.")
+
+    def _refuse_large_head(self) -> None:
+        self._refuse(
+            431,
+            "request_header_too_large",
+            f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
+        )
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._stop_head_timer()
