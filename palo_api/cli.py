@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from palo_api.config import ConfigError, Settings
 from palo_api.db import migrate
+from palo_api.db.engine import normalise_url
 from palo_api.db.models import ORG_ROLES, PLANS
 from palo_api.errors import ApiError
 from palo_api.logs import configure_logging
@@ -54,13 +57,34 @@ def _runtime() -> Iterator[Runtime]:
         runtime.database.dispose()
 
 
+@contextmanager
+def _migrated_runtime() -> Iterator[Runtime]:
+    """A runtime whose database is reachable and at the newest migration."""
+    with _runtime() as runtime:
+        url = runtime.settings.database_url
+        shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
+        try:
+            current = migrate.is_current(runtime.database.engine, url)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise click.ClickException(
+                f"Cannot reach the database {shown}: {reason}"
+            ) from exc
+        if not current:
+            raise click.ClickException(
+                f"The database {shown} is not at the newest migration; "
+                "run `palo db upgrade` first (PALO_DATABASE_URL chooses the database)."
+            )
+        yield runtime
+
+
 def _emit(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, default=str))
 
 
 def _run(action: Callable[[Runtime, Session], dict[str, Any]]) -> None:
     """Run one admin action in a write session and print its JSON result."""
-    with _runtime() as runtime, runtime.database.write() as session:
+    with _migrated_runtime() as runtime, runtime.database.write() as session:
         try:
             result = action(runtime, session)
         except ApiError as exc:
@@ -204,7 +228,7 @@ def demo(credentials_file: Path) -> None:
     """Create a demo organization, admin user and client once; print them."""
     if credentials_file.exists():
         saved = json.loads(credentials_file.read_text())
-        with _runtime() as runtime, runtime.database.read() as session:
+        with _migrated_runtime() as runtime, runtime.database.read() as session:
             still_there = admin.client_exists(
                 session=session, client_id=saved.get("client_id", "")
             )
@@ -231,7 +255,7 @@ def demo(credentials_file: Path) -> None:
             "client_secret": created.secret,
         }
 
-    with _runtime() as runtime, runtime.database.write() as session:
+    with _migrated_runtime() as runtime, runtime.database.write() as session:
         result = action(runtime, session)
     credentials_file.parent.mkdir(parents=True, exist_ok=True)
     credentials_file.touch(mode=0o600)

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 DEFAULT_DATABASE_URL = f"sqlite:///{Path('var/palo.db').absolute()}"
 # Without PALO_SIGNING_KEYS, a random key is made once and kept here, so that a
 # fresh install never signs with a key anyone could read.
@@ -63,7 +66,7 @@ class Settings:
             key_file = Path(env.get("PALO_SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE))
             signing_keys = (local_signing_key(key_file),)
         return cls(
-            database_url=env.get("PALO_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=_database_url(env),
             signing_keys=signing_keys,
             signing_key_file=key_file,
             token_issuer=env.get("PALO_TOKEN_ISSUER", cls.token_issuer),
@@ -122,6 +125,22 @@ def local_signing_key(path: Path) -> SigningKey:
         return parse_signing_keys(path.read_text().strip())[0]
     except (OSError, ConfigError) as exc:
         raise ConfigError(f"PALO_SIGNING_KEY_FILE {path} is unreadable: {exc}") from exc
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    raw = env.get("PALO_DATABASE_URL", DEFAULT_DATABASE_URL)
+    try:
+        backend = make_url(raw).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(
+            f"PALO_DATABASE_URL is not a database URL: {raw!r}; "
+            "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
+        ) from None
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(
+            f"PALO_DATABASE_URL must point at SQLite or PostgreSQL, not {backend!r}"
+        )
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -168,3 +168,53 @@ def test_bad_setting_stops_with_a_message_naming_it(
     result = palo("admin", "create-org", "--name", "X", "--plan", "business", ok=False)
 
     assert "PALO_TOKEN_TTL_SECONDS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("admin", "create-org", "--name", "X", "--plan", "business"),
+        ("admin", "disable-client", "--client", "palo_ci_nope"),
+        ("admin", "demo", "--credentials-file", "demo.json"),
+    ],
+    ids=["create-org", "disable-client", "demo"],
+)
+def test_admin_command_on_an_unmigrated_database_says_to_upgrade(
+    palo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PALO_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+
+    result = palo(*args, ok=False)
+
+    assert result.stdout == ""
+    assert "palo db upgrade" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_admin_command_on_an_unreachable_database_says_so(
+    palo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PALO_DATABASE_URL", "postgresql://palo:hunter2@127.0.0.1:1/nowhere"
+    )
+
+    result = palo("admin", "create-org", "--name", "X", "--plan", "business", ok=False)
+
+    assert result.stdout == ""
+    assert "Cannot reach the database" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_upgrade_then_admin_command_works_on_a_new_database(
+    palo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PALO_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+
+    upgraded = CliRunner().invoke(cli, ["db", "upgrade"])
+    org = palo("admin", "create-org", "--name", "New", "--plan", "business")
+
+    assert upgraded.exit_code == 0, upgraded.output
+    assert org["name"] == "New"

@@ -74,6 +74,9 @@ def test_configured_keys_are_used_and_no_file_is_made(tmp_path: Path) -> None:
         ("PALO_VALIDATE_RESPONSES", "maybe"),
         ("PALO_LOG_LEVEL", "LOUD"),
         ("PALO_HEAD_TIMEOUT_SECONDS", "0"),
+        ("PALO_DATABASE_URL", "not a url"),
+        ("PALO_DATABASE_URL", "mysql://root@localhost/palo"),
+        ("PALO_DATABASE_URL", ""),
     ],
 )
 def test_bad_value_is_refused_naming_the_setting(
