@@ -205,6 +205,8 @@ def _sentence_for(kind: str, value: Any, error: ValidationError) -> str:
         return PATTERN_MESSAGES.get(str(value), "has an invalid format")
     if kind == "enum":
         return "must be one of: " + ", ".join(str(v) for v in value)
+    if kind == "minLength" and value == 1:
+        return "must not be empty"
     templates = {
         "maxLength": "must be at most {} characters long",
         "minLength": "must be at least {} characters long",

@@ -374,6 +374,28 @@ def test_schema_violation_answers_422_naming_the_field(
     assert project_total(client, admin_account) == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": ""}, "must not be empty"),
+        ({"name": "x" * 201}, "must be at most 200 characters long"),
+        ({"name": 3}, "must be of type string"),
+        (
+            {"name": "x", "template": "kanban"},
+            "must be one of: software, ops, marketing, custom",
+        ),
+    ],
+    ids=["empty", "too long", "wrong type", "not in enum"],
+)
+def test_schema_violation_details_say_what_is_wrong_in_plain_words(
+    client: TestClient, admin_account: Account, body: Any, message: str
+) -> None:
+    response = client.post("/v1/projects", json=body, headers=admin_account.headers)
+
+    error = assert_error(response, 422, "validation_failed")
+    assert error["details"][0]["message"] == message
+
+
 def test_null_body_answers_422(client: TestClient, admin_account: Account) -> None:
     response = post_raw(client, admin_account, b"null")
 
