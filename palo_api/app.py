@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from palo_api import errors
 from palo_api.config import Settings
+from palo_api.db.engine import WriterQueueTimeout
 from palo_api.errors import ApiError
 from palo_api.middleware import RequestContextMiddleware
 from palo_api.runtime import Runtime
@@ -169,6 +170,7 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
     app.add_error_handler(ProblemException, on_problem)
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(OperationalError, on_database)
+    app.add_error_handler(WriterQueueTimeout, on_database)
     app.add_error_handler(DataError, on_bad_value)
     app.add_error_handler(IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a writer waits for its turn among this process's writers (SQLite).
+SQLITE_WRITER_QUEUE_SECONDS = 30.0
 
 
 def normalise_url(url: str) -> str:
@@ -60,6 +63,10 @@ def _tune_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+class WriterQueueTimeout(Exception):
+    """A SQLite writer waited too long for its turn in this process."""
+
+
 class Database:
     """The engine of one process and the sessions opened on it."""
 
@@ -70,6 +77,11 @@ class Database:
         self._writer = sessionmaker(
             self.engine.execution_options(palo_write=True), expire_on_commit=False
         )
+        # SQLite has one write lock, and its busy handler polls with growing
+        # sleeps: dozens of threads polling for it starve some past any
+        # timeout. Writers of one process queue here instead, so at most one
+        # per process waits on SQLite. PostgreSQL needs no such queue.
+        self._sqlite_writers = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -80,8 +92,18 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session for a unit of work that writes; the caller commits."""
-        with self._writer() as session:
-            yield session
+        queue = self._sqlite_writers
+        if queue is None:
+            with self._writer() as session:
+                yield session
+            return
+        if not queue.acquire(timeout=SQLITE_WRITER_QUEUE_SECONDS):
+            raise WriterQueueTimeout
+        try:
+            with self._writer() as session:
+                yield session
+        finally:
+            queue.release()
 
     def dispose(self) -> None:
         """Close every pooled connection (after a fork, or at shutdown)."""
