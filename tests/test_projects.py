@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from palo_api.db.models import OutboxEvent, Project, ProjectMember
+from palo_api.services.projects import MAX_SETTINGS_BYTES
 from tests.conftest import Account, Factory, assert_error
 
 
@@ -60,6 +61,43 @@ def test_create_project_writes_project_created_event_in_same_transaction(
     assert [e.type for e in events] == ["project.created"]
     assert events[0].payload["id"] == project["id"]
     assert events[0].payload["template"] == "software"
+
+
+def _settings_of(size: int) -> dict[str, str]:
+    """Settings whose compact JSON is exactly ``size`` bytes."""
+    overhead = len(json.dumps({"k": ""}, separators=(",", ":")))
+    return {"k": "é" * ((size - overhead) // 2) + "x" * ((size - overhead) % 2)}
+
+
+def test_settings_up_to_the_cap_are_kept(client, member_account: Account) -> None:
+    settings = _settings_of(MAX_SETTINGS_BYTES)
+
+    created = client.post(
+        "/v1/projects",
+        json={"name": "Full", "settings": settings},
+        headers=member_account.headers,
+    )
+
+    assert created.status_code == 201, created.text
+    assert created.json()["settings"] == settings
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_settings_over_the_cap_answer_422_and_change_nothing(
+    client, member_account: Account, factory: Factory, method: str
+) -> None:
+    project = factory.project(client, member_account)
+    body = {"name": "Big", "settings": _settings_of(MAX_SETTINGS_BYTES + 1)}
+    url = "/v1/projects" if method == "POST" else f"/v1/projects/{project['id']}"
+
+    response = client.request(method, url, json=body, headers=member_account.headers)
+
+    error = assert_error(response, 422, "validation_failed")
+    assert [d["field"] for d in error["details"]] == ["settings"]
+    listed = client.get("/v1/projects", headers=member_account.headers).json()
+    assert [(p["name"], p["settings"]) for p in listed["data"]] == [
+        (project["name"], project["settings"])
+    ]
 
 
 def test_create_project_keeps_any_json_in_settings(

@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket
 from palo_api.db.types import utcnow
-from palo_api.errors import Conflict, Forbidden, NotFound
+from palo_api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from palo_api.schemas import dump_project
 from palo_api.services.auth import Principal
 from palo_api.services.events import record_event
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=90)
 UPDATABLE_FIELDS = ("name", "description", "status", "settings")
+# Settings are configuration, not storage: a cap keeps every project, and a
+# page of 100 of them, a few megabytes at most.
+MAX_SETTINGS_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def create_project(
     *, session: Session, principal: Principal, project_in: dict[str, Any]
 ) -> Project:
     """Create a project; its creator becomes its first admin."""
+    _check_settings_size(project_in)
     now = utcnow()
     project = Project(
         id=uuid.uuid4(),
@@ -120,6 +124,7 @@ def update_project(
     project_in: dict[str, Any],
 ) -> Project:
     """Apply a partial update; ``status`` archives or restores."""
+    _check_settings_size(project_in)
     project = get_project(
         session=session, principal=principal, project_id=project_id, for_update=True
     )
@@ -219,6 +224,23 @@ def role_in(project: Project, principal: Principal) -> str | None:
 def _require_admin(project: Project, principal: Principal, action: str) -> None:
     if role_in(project, principal) != "admin":
         raise Forbidden(f"Only a project admin may {action} this project.")
+
+
+def _check_settings_size(project_in: dict[str, Any]) -> None:
+    settings = project_in.get("settings")
+    if settings is None:
+        return
+    size = len(json.dumps(settings, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_SETTINGS_BYTES:
+        raise ValidationFailed(
+            details=[
+                {
+                    "field": "settings",
+                    "message": f"must be at most {MAX_SETTINGS_BYTES} bytes "
+                    f"as compact JSON, not {size}",
+                }
+            ]
+        )
 
 
 def _replace_settings(project: Project, settings: dict[str, Any]) -> None:
