@@ -31,7 +31,7 @@ def _hammer(database: Database) -> list[BaseException]:
                 session.execute(text("INSERT INTO tally (n) VALUES (1)"))
                 time.sleep(HOLD_SECONDS)
                 session.commit()
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
@@ -67,7 +67,7 @@ def test_concurrent_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> N
 def test_without_the_queue_the_same_load_fails(tmp_path: Path) -> None:
     """The load above is heavy enough to matter: SQLite alone refuses some."""
     database = Database(f"sqlite:///{tmp_path / 'bare.db'}")
-    database._sqlite_writers = None  # noqa: SLF001 - the mechanism under test
+    database._sqlite_writers = None
     try:
         failures = _hammer(database)
     finally:
