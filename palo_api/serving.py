@@ -2,10 +2,11 @@
 
 uvicorn's httptools parser puts no bound on the size of a request head and no
 time limit on receiving it: one client sending a 100 MB header, or trickling
-one byte at a time, can stall a worker. The protocol below refuses a head
-over 64 KiB (431), finished or not, or still unfinished after
-PALO_HEAD_TIMEOUT_SECONDS (30 by default; 408), and answers malformed HTTP in
-the specification's JSON error format, not uvicorn's text.
+one byte at a time, can stall a worker; nor does it time out a body that
+stops arriving. The protocol below refuses a head over 64 KiB (431), finished
+or not, a head unfinished or a body paused for PALO_HEAD_TIMEOUT_SECONDS
+(30 by default; 408), and answers malformed HTTP in the specification's JSON
+error format, not uvicorn's text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -54,12 +56,17 @@ class _HeadTooLarge(Exception):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a size and time limit on each head.
+    """uvicorn's httptools protocol with size and time limits on each request.
 
-    Two counts enforce the size limit: the bytes received while a head is
-    unfinished (the parser buffers a header until its end, so a huge one is
+    Two counts enforce the size limit on a head: the bytes received while it
+    is unfinished (the parser buffers a header until its end, so a huge one is
     caught while it arrives), and the parsed request line and header fields
-    (exact, for a head that arrives whole in one read).
+    (exact, for a head that arrives whole in one read). A head, or a pause in
+    a body, longer than PALO_HEAD_TIMEOUT_SECONDS answers 408.
+
+    A refusal caused by a later, pipelined request waits until the requests
+    before it are answered; one caused by the current request's own bytes
+    ends that request at once.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,16 +74,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._parsed_head_bytes = 0
         self._in_head = True
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._refused = False
-        self._head_timeout_seconds = _head_timeout_seconds()
+        self._pending_refusal: tuple[int, str, str] | None = None
+        self._timeout_seconds = _head_timeout_seconds()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_head_timer()
+        self._arm(self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
+        self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -95,7 +103,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._parsed_head_bytes = 0
-        self._start_head_timer()
+        self._arm(self._head_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count_parsed(len(url))
@@ -105,6 +113,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
         super().on_header(name, value)
 
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+        # Disarmed again by on_message_complete, at once when there is no body.
+        self._arm(self._body_timeout)
+
+    def on_body(self, body: bytes) -> None:
+        self._arm(self._body_timeout)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        pending = self._pending_refusal
+        if pending and not self.pipeline and self.cycle.response_complete:
+            self._pending_refusal = None
+            if not self.transport.is_closing():
+                self._write_refusal(*pending)
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, "invalid_request", "The HTTP request is malformed.")
+
     def _count_parsed(self, size: int) -> None:
         self._parsed_head_bytes += size
         if self._parsed_head_bytes > MAX_HEAD_BYTES:
@@ -112,15 +145,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # httptools turns this into HttpParserError, which uvicorn
             # answers through send_400_response: already refused, so ignored.
             raise _HeadTooLarge
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._stop_head_timer()
-        super().on_headers_complete()
-
-    def send_400_response(self, msg: str) -> None:
-        if not self._refused:
-            self._refuse(400, "invalid_request", "The HTTP request is malformed.")
 
     def _refuse_large_head(self) -> None:
         self._refuse(
@@ -130,9 +154,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        self._stop_head_timer()
+        self._disarm()
+        if self._refused:
+            return
         self._refused = True
-        self.logger.warning("refused request head: %s", code)
+        self.logger.warning("refused request: %s", code)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.more_body:
+                # The fault is in a later request: answer the earlier ones.
+                self._pending_refusal = (status, code, message)
+                return
+            # The fault is in this request's own body: it ends here.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        self._write_refusal(status, code, message)
+
+    def _write_refusal(self, status: int, code: str, message: str) -> None:
         self.transport.write(raw_error_response(status, code, message))
         # Closing with unread input makes the kernel send RST, which can
         # destroy the answer before the client reads it: stop writing, keep
@@ -141,25 +182,39 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
-    def _start_head_timer(self) -> None:
-        self._stop_head_timer()
-        self._head_timer = self.loop.call_later(
-            self._head_timeout_seconds, self._head_timeout
-        )
+    def _arm(self, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(self._timeout_seconds, callback)
 
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _head_timeout(self) -> None:
-        self._head_timer = None
+        self._timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
         # An idle keep-alive connection is uvicorn's to close; only a head
         # that has started and not finished is refused here.
-        if self._in_head and self._head_bytes and not self.transport.is_closing():
+        if self._head_bytes:
             self._refuse(408, "request_timeout", "The request head took too long.")
-        elif self._in_head and not self._head_bytes and not self.transport.is_closing():
+        else:
             self.transport.close()
+
+    def _body_timeout(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
+            return
+        if cycle.response_started:
+            # Answered without its whole body (a refusal, say): nothing left
+            # to say, and the rest of the body will not come.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.close()
+            return
+        self._refuse(408, "request_timeout", "The request body stopped arriving.")
 
 
 class UvicornWorker(BaseUvicornWorker):

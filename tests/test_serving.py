@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,77 @@ def test_request_head_trickled_too_slowly_answers_408(server: int) -> None:
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
     assert json.loads(body)["error"] == "request_timeout"
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    reply = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _responses(reply: bytes) -> list[tuple[int, dict[str, Any]]]:
+    """Split pipelined responses, each with a Content-Length, into (status, body)."""
+    found = []
+    while reply:
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length:")
+        )
+        found.append((int(lines[0].split()[1]), json.loads(rest[:length])))
+        reply = rest[length:]
+    return found
+
+
+def test_malformed_pipelined_request_waits_for_the_answers_before_it(
+    server: int,
+) -> None:
+    good = b"GET /v1/projects HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as conn:
+        conn.sendall(good + good + b"BOGUS\r\n\r\n")
+        reply = _read_all(conn)
+
+    statuses = [status for status, _ in _responses(reply)]
+    assert statuses == [401, 401, 400]
+    assert _responses(reply)[2][1]["error"] == "invalid_request"
+
+
+def test_request_body_that_stops_arriving_answers_408(server: int) -> None:
+    head = (
+        b"POST /v1/auth/token HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as conn:
+        conn.sendall(head + b'{"client_')
+        started = time.monotonic()
+        reply = _read_all(conn)
+        waited = time.monotonic() - started
+
+    [(status, error)] = _responses(reply)
+    assert status == 408
+    assert error["error"] == "request_timeout"
+    assert HEAD_TIMEOUT - 0.5 <= waited < HEAD_TIMEOUT + 5
+
+
+def test_body_arriving_slowly_but_steadily_is_served(server: int) -> None:
+    body = json.dumps({"client_id": "palo_ci_nobody", "client_secret": "s" * 30})
+    head = (
+        "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    pieces = [body[:10], body[10:30], body[30:]]
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as conn:
+        conn.sendall(head)
+        for piece in pieces:
+            # Each pause is shorter than the timeout; all of them are longer.
+            time.sleep(HEAD_TIMEOUT * 0.6)
+            conn.sendall(piece.encode())
+        reply = _read_all(conn)
+
+    [(status, error)] = _responses(reply)
+    assert status == 401
+    assert error["error"] == "invalid_client"
