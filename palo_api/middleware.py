@@ -7,6 +7,7 @@ import re
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palo_api.context import RequestState, bind
@@ -70,8 +71,17 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)["X-Request-ID"] = stamp
             await send(message)
 
-        refusal = _check_path(scope["path"]) or self._check_length(
-            headers.get("content-length")
+        if scope["path"] == UI.rstrip("/"):
+            # A relative Location: Starlette's own redirect would be built
+            # from the client's Host header.
+            redirect = RedirectResponse(UI, status_code=307)
+            await redirect(scope, receive, send_stamped)
+            return
+
+        refusal = (
+            _check_head(scope, headers)
+            or _check_path(scope)
+            or self._check_length(headers.get("content-length"))
         )
         if refusal is None and "content-length" not in headers:
             receive, refusal = await self._buffered(scope, receive)
@@ -148,14 +158,34 @@ class RequestContextMiddleware:
         return receive_capped
 
 
-def _check_path(path: str) -> ApiError | None:
-    """No route of the API ends with a slash.
+def _check_head(scope: Scope, headers: Headers) -> ApiError | None:
+    """Request heads HTTP/1.1 forbids, which the server layer lets through."""
+    if scope.get("http_version") == "1.1" and "host" not in headers:
+        return BadRequest(
+            "An HTTP/1.1 request needs a Host header.", code="invalid_request"
+        )
+    return None
 
-    Starlette would answer such a path with a redirect built from the
-    client's own Host header, before authentication and outside the
-    document; the interactive UI, which lives under a folder, is the exception.
+
+def _check_path(scope: Scope) -> ApiError | None:
+    """Paths no route has, which routing would otherwise mistake for one.
+
+    No route of the API ends with a slash, and ``/v1`` is none either:
+    Starlette would answer them with a redirect built from the client's own
+    Host header, before authentication and outside the document (the
+    interactive UI, which lives under a folder, is the exception). An encoded
+    slash is data, not a separator: the server decodes it before routing,
+    so ``/v1%2Fprojects`` would reach ``/v1/projects`` behind the back of any
+    proxy rule written on the raw path.
     """
-    if path.endswith("/") and path.startswith("/v1/") and not path.startswith(UI):
+    path: str = scope["path"]
+    raw_path: bytes = scope.get("raw_path") or path.encode()
+    trailing = path.endswith("/") and path.startswith("/v1/")
+    if (
+        (trailing and not path.startswith(UI))
+        or path == "/v1"
+        or b"%2f" in raw_path.lower()
+    ):
         return NotFound(f"No route matches {path[:200]}.")
     return None
 
@@ -169,9 +199,15 @@ def _check_content_type(scope: Scope) -> ApiError | None:
     hands the handler raw bytes.
     """
     headers = MutableHeaders(scope=scope)
+    has_body = int(headers.get("content-length", "0")) > 0
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if has_body and encoding not in ("", "identity"):
+        return UnsupportedMediaType(
+            f"Content-Encoding {encoding[:40]!r} is not supported; "
+            "send the body uncompressed."
+        )
     raw = headers.get("content-type")
     if raw is None:
-        has_body = int(headers.get("content-length", "0")) > 0
         if has_body and scope["method"] in BODY_METHODS:
             return UnsupportedMediaType(
                 "The request has a body but no Content-Type header; "

@@ -814,9 +814,17 @@ def test_missing_json_body_answers_400_invalid_json(
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/projects/", f"/v1/projects/{SOME_ID}/", "/v1/", "/v1/auth/token/"]
+    "path",
+    [
+        "/v1/projects/",
+        f"/v1/projects/{SOME_ID}/",
+        "/v1/",
+        "/v1/auth/token/",
+        "/v1",
+        "/v1%2Fprojects",
+    ],
 )
-def test_trailing_slash_is_not_found_rather_than_redirected(
+def test_path_no_route_has_is_not_found_rather_than_redirected_or_rerouted(
     client: TestClient, admin_account: Account, path: str
 ) -> None:
     response = client.get(
@@ -827,6 +835,59 @@ def test_trailing_slash_is_not_found_rather_than_redirected(
 
     assert_error(response, 404, "not_found")
     assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("slash", ["%2F", "%2f"])
+def test_encoded_slash_does_not_reach_the_route_it_spells(
+    client: TestClient, admin_account: Account, factory: Factory, slash: str
+) -> None:
+    project = factory.project(client, admin_account)
+
+    deleted = client.delete(
+        f"/v1/projects{slash}{project['id']}", headers=admin_account.headers
+    )
+    fetched = client.get(f"/v1/projects/{project['id']}", headers=admin_account.headers)
+
+    assert_error(deleted, 404, "not_found")
+    assert fetched.json()["status"] == "active"
+
+
+def test_interactive_ui_without_its_slash_redirects_within_this_host(
+    client: TestClient,
+) -> None:
+    response = client.get(
+        "/v1/ui", headers={"Host": "evil.example"}, follow_redirects=False
+    )
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "/v1/ui/"
+    assert "x-request-id" in response.headers
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "GZIP", "x-unknown"])
+def test_compressed_request_body_answers_415(
+    client: TestClient, admin_account: Account, encoding: str
+) -> None:
+    response = client.post(
+        "/v1/projects",
+        content=b'{"name": "x"}',
+        headers={**admin_account.headers, **JSON, "Content-Encoding": encoding},
+    )
+
+    assert_error(response, 415, "unsupported_media_type")
+    assert project_total(client, admin_account) == 0
+
+
+def test_identity_content_encoding_is_accepted(
+    client: TestClient, admin_account: Account
+) -> None:
+    response = client.post(
+        "/v1/projects",
+        content=b'{"name": "x"}',
+        headers={**admin_account.headers, **JSON, "Content-Encoding": "identity"},
+    )
+
+    assert response.status_code == 201, response.text
 
 
 def test_interactive_ui_still_lives_under_its_folder(client: TestClient) -> None:

@@ -183,8 +183,16 @@ def test_large_body_with_small_head_is_not_mistaken_for_a_long_head(
         b"POST /v1/projects HTTP/1.1\r\nHost: x\r\n"
         b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"GET /v1/pro jects HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/projects HTTP/1.1\r\nConnection: close\r\n\r\n",
     ],
-    ids=["unknown method", "unknown version", "negative length", "bad chunk", "space"],
+    ids=[
+        "unknown method",
+        "unknown version",
+        "negative length",
+        "bad chunk",
+        "space",
+        "no host",
+    ],
 )
 def test_malformed_http_answers_400_in_spec_format(server: int, raw: bytes) -> None:
     status, headers, body = _exchange(server, raw)
