@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "palo-v1.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+TOKEN_PATH = "/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 
 class TagResolver(Resolver):
@@ -137,8 +138,10 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
 
     def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ProblemException)
-        if exc.status == 401 and not request.headers.get("authorization"):
-            return _to_connexion(errors.MissingCredentials())
+        if exc.status == 401 and request.url.path != TOKEN_PATH:
+            missing = _missing_bearer(request.headers.get("authorization", ""))
+            if missing is not None:
+                return _to_connexion(missing)
         return _to_connexion(_translate_problem(exc))
 
     def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -174,6 +177,27 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
     app.add_error_handler(DataError, on_bad_value)
     app.add_error_handler(IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)
+
+
+def _missing_bearer(authorization: str) -> ApiError | None:
+    """The error for a request that sent no bearer token at all, if it is one.
+
+    RFC 6750, section 3.1: no token, or credentials of another scheme, is a
+    request without authentication, not one with an invalid token.
+    """
+    scheme, _, token = authorization.strip().partition(" ")
+    if not scheme:
+        return errors.MissingCredentials()
+    if scheme.lower() != "bearer":
+        return errors.MissingCredentials(
+            f"This operation needs a bearer token; the Authorization header "
+            f"uses the {scheme[:20]!r} scheme."
+        )
+    if not token.strip():
+        return errors.MissingCredentials(
+            "The Authorization header names the Bearer scheme but holds no token."
+        )
+    return None
 
 
 def _to_connexion(error: ApiError) -> ConnexionResponse:

@@ -344,6 +344,45 @@ def test_form_token_request_outside_its_schema_answers_400_with_oauth2_code(
     assert [detail["field"] for detail in body["details"]] == [field]
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "repeated"),
+    [
+        ("grant_type=client_credentials&grant_type=client_credentials", "grant_type"),
+        ("grant_type=client_credentials&client_id={id}&client_id=other", "client_id"),
+        (
+            "grant_type=client_credentials&client_id={id}"
+            "&client_secret={secret}&client_secret={secret}",
+            "client_secret",
+        ),
+    ],
+    ids=["grant_type", "client_id", "client_secret"],
+)
+def test_form_repeating_a_field_answers_400_invalid_request(
+    client: TestClient, member_account: Account, raw: str, repeated: str
+) -> None:
+    content = raw.format(
+        id=member_account.client_id, secret=member_account.client_secret
+    )
+
+    response = client.post("/v1/auth/token", content=content, headers=FORM)
+
+    # RFC 6749, section 3.2: request parameters must not be included more than once.
+    body = assert_error(response, 400, "invalid_request")
+    assert body["details"] == [{"field": repeated, "message": "must appear once"}]
+
+
+@pytest.mark.parametrize("content", [b"", None])
+def test_empty_form_answers_400_invalid_request(
+    client: TestClient, content: bytes | None
+) -> None:
+    response = client.post("/v1/auth/token", content=content, headers=FORM)
+
+    assert_error(response, 400, "invalid_request")
+
+
 @pytest.mark.parametrize(
     "form",
     [
@@ -438,7 +477,9 @@ def test_refresh_does_not_take_client_credentials(
         auth=(member_account.client_id, member_account.client_secret),
     )
 
-    assert_error(response, 401, "invalid_token")
+    # Client credentials are not a bearer token: the request is unauthenticated.
+    body = assert_error(response, 401, "unauthenticated")
+    assert "bearer token" in body["message"]
 
 
 # Revocation by disabling the client.
