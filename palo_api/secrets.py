@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
+import weakref
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -31,6 +35,12 @@ class SecretHasher:
         # a burst of token requests queues here instead of taking the
         # process's memory and every thread of its pool.
         self._slots = threading.BoundedSemaphore(concurrency)
+        # The same bound for callers on an event loop, who wait here without
+        # holding a thread; one limiter per loop, as anyio's are loop-bound.
+        self._concurrency = concurrency
+        self._loop_slots: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, anyio.CapacityLimiter
+        ] = weakref.WeakKeyDictionary()
         # Verifying against this when the client id is unknown makes a wrong id
         # cost as much as a wrong secret, so timing does not reveal valid ids.
         self._decoy = self._hasher.hash(secrets.token_urlsafe(32))
@@ -47,3 +57,13 @@ class SecretHasher:
         except (VerificationError, InvalidHashError):
             return False
         return matched and stored_hash is not None
+
+    async def verify_async(self, stored_hash: str | None, secret: str) -> bool:
+        """``verify`` for the event loop: a caller waiting its turn holds no thread."""
+        loop = asyncio.get_running_loop()
+        slots = self._loop_slots.get(loop)
+        if slots is None:
+            slots = self._loop_slots[loop] = anyio.CapacityLimiter(self._concurrency)
+        return await anyio.to_thread.run_sync(
+            self.verify, stored_hash, secret, limiter=slots
+        )

@@ -6,6 +6,9 @@ import threading
 import time
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from palo_api.secrets import SecretHasher, new_client_id, new_client_secret
 
 
@@ -68,3 +71,57 @@ def test_no_more_than_the_allowed_hashes_run_at_once() -> None:
         thread.join()
 
     assert counting.peak == 2
+
+
+BURST = 100  # far more than the 40 threads of anyio's default pool
+
+
+class _QuickArgon:
+    """A stand-in for argon2 that takes 5 ms and records overlaps."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def verify(self, stored: str, secret: str) -> bool:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(0.005)
+        with self.lock:
+            self.running -= 1
+        return True
+
+
+def test_async_callers_waiting_for_the_hasher_hold_no_thread() -> None:
+    hasher = SecretHasher(concurrency=2)
+    quick = _QuickArgon()
+    hasher._hasher = quick  # type: ignore[assignment]
+    done = 0
+    done_when_other_work_ran: list[int] = []
+
+    async def verify_one() -> None:
+        nonlocal done
+        assert await hasher.verify_async("$argon2id$stored", "secret")
+        done += 1
+
+    async def other_work() -> None:
+        await anyio.sleep(0.02)  # let the burst queue up first
+        # Any other request's blocking work goes to the default thread pool.
+        await anyio.to_thread.run_sync(lambda: None)
+        done_when_other_work_ran.append(done)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(BURST):
+                group.start_soon(verify_one)
+            group.start_soon(other_work)
+
+    anyio.run(main)
+
+    assert done == BURST
+    assert quick.peak == 2
+    # Had each waiting caller held a pool thread, the other work would have
+    # queued behind the 60 callers that found the pool full before it.
+    assert done_when_other_work_ran[0] < 20

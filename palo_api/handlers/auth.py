@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connexion.context import context as connexion_context
+from starlette.concurrency import run_in_threadpool
 
 from palo_api.errors import BadRequest, InvalidClient
 from palo_api.handlers import Reply, caller, runtime
@@ -14,17 +15,23 @@ from palo_api.services import auth
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def create_token(body: dict[str, Any]) -> Reply:
+async def create_token(body: dict[str, Any]) -> Reply:
+    # Asynchronous so that a burst of token requests waits for the hasher
+    # without holding threads, which every other request needs too.
     client_id, client_secret = _credentials(body)
     rt = runtime()
-    with rt.database.read() as session:
-        issued = auth.issue_token(
-            session=session,
-            hasher=rt.hasher,
-            tokens=rt.tokens,
-            client_id=client_id,
-            client_secret=client_secret,
-        )
+
+    def find() -> auth.StoredClient | None:
+        with rt.database.read() as session:
+            return auth.find_client(session=session, client_id=client_id)
+
+    client = await run_in_threadpool(find)
+    valid = await rt.hasher.verify_async(
+        client.secret_hash if client else None, client_secret
+    )
+    issued = auth.issue_token(
+        tokens=rt.tokens, client_id=client_id, client=client, secret_valid=valid
+    )
     return token_out.dump(issued), 200, NO_STORE
 
 

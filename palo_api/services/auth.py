@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from palo_api.db.models import ApiClient, Organization, User
 from palo_api.errors import InvalidClient, Unauthenticated
-from palo_api.secrets import SecretHasher
 from palo_api.tokens import IssuedToken, TokenClaims, TokenError, TokenService
 
 logger = logging.getLogger(__name__)
@@ -34,30 +33,56 @@ class Principal:
         return self.org_role == "admin"
 
 
-def issue_token(
-    *,
-    session: Session,
-    hasher: SecretHasher,
-    tokens: TokenService,
-    client_id: str,
-    client_secret: str,
-) -> IssuedToken:
-    """Exchange client credentials for an access token."""
+@dataclass(frozen=True)
+class StoredClient:
+    """What the token endpoint needs of an API client, read before hashing."""
+
+    client_id: str
+    secret_hash: str
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    disabled: bool
+
+
+def find_client(*, session: Session, client_id: str) -> StoredClient | None:
+    """The client with this id, or None.
+
+    Read in a session of its own, so no database connection is held while
+    the secret is verified (tens of milliseconds, longer under a burst).
+    """
     # A NUL (possible through HTTP Basic) cannot be in any client id, and
     # PostgreSQL would refuse to even compare it: treat it as unknown.
-    client = (
-        None
-        if "\x00" in client_id
-        else session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+    if "\x00" in client_id:
+        return None
+    client = session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+    if client is None:
+        return None
+    return StoredClient(
+        client_id=client.client_id,
+        secret_hash=client.secret_hash,
+        user_id=client.user_id,
+        org_id=client.user.org_id,
+        disabled=client.disabled_at is not None,
     )
-    valid = hasher.verify(client.secret_hash if client else None, client_secret)
 
-    if client is None or not valid or client.disabled_at is not None:
+
+def issue_token(
+    *,
+    tokens: TokenService,
+    client_id: str,
+    client: StoredClient | None,
+    secret_valid: bool,
+) -> IssuedToken:
+    """Exchange verified client credentials for an access token.
+
+    ``secret_valid`` comes from ``SecretHasher.verify`` on the client's hash,
+    or on none when the client is unknown, so every refusal costs the same.
+    """
+    if client is None or not secret_valid or client.disabled:
         logger.warning("token refused for client_id=%r", client_id[:64])
         raise InvalidClient()
-
     return tokens.issue(
-        user_id=client.user_id, org_id=client.user.org_id, client_id=client.client_id
+        user_id=client.user_id, org_id=client.org_id, client_id=client.client_id
     )
 
 
