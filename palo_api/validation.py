@@ -302,13 +302,8 @@ class FormBodyValidator(FormDataValidator):
         if repeated:
             # RFC 6749, section 3.2: parameters must not be included more
             # than once; taking one of them would guess the client's intent.
-            raise BadRequest(
-                "A form field appears more than once.",
-                code="invalid_request",
-                details=[
-                    {"field": _display(name), "message": "must appear once"}
-                    for name in repeated[:20]
-                ],
+            raise _form_fields_refused(
+                "A form field appears more than once.", repeated, "must appear once"
             )
         return {name: value for name, value in form.multi_items()}
 
@@ -317,13 +312,8 @@ class FormBodyValidator(FormDataValidator):
             raise BadRequest("The form body could not be read.", code="invalid_request")
         unknown = sorted(set(body) - set(self._schema.get("properties", {})))
         if self._strict_validation and unknown:
-            raise BadRequest(
-                "The form has unknown fields.",
-                code="invalid_request",
-                details=[
-                    {"field": _display(name), "message": "is not allowed"}
-                    for name in unknown[:20]
-                ],
+            raise _form_fields_refused(
+                "The form has unknown fields.", unknown, "is not allowed"
             )
         details = schema_details(self._validator.iter_errors(body))
         if not details:
@@ -338,6 +328,15 @@ class FormBodyValidator(FormDataValidator):
             code="unsupported_grant_type" if grant_refused else "invalid_request",
             details=details,
         )
+
+
+def _form_fields_refused(message: str, names: list[str], problem: str) -> BadRequest:
+    """An OAuth 2.0 ``invalid_request`` naming the faulty form fields."""
+    return BadRequest(
+        message,
+        code="invalid_request",
+        details=[{"field": _display(name), "message": problem} for name in names[:20]],
+    )
 
 
 class ParameterValidator(ConnexionParameterValidator):
