@@ -14,6 +14,7 @@ from typing import Any
 import connexion
 import yaml
 from connexion.exceptions import ProblemException
+from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -74,7 +75,11 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         runtime.database.dispose()
 
     app = connexion.AsyncApp(
-        __name__, specification_dir=str(SPEC_PATH.parent), lifespan=lifespan
+        __name__,
+        specification_dir=str(SPEC_PATH.parent),
+        lifespan=lifespan,
+        # UTF-8 as it is, without spaces: an escaped emoji takes 12 bytes.
+        jsonifier=Jsonifier(ensure_ascii=False, separators=(",", ":")),
     )
     app.add_api(
         spec,

@@ -74,6 +74,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._parsed_head_bytes = 0
         self._in_head = True
+        self._head_started = False  # a byte of the current head has arrived
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._pending_refusal: tuple[int, str, str] | None = None
@@ -90,10 +91,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # draining what the client still sends after a refusal
+        continuing = self._head_started
         super().data_received(data)
-        # Counted after parsing, so a body arriving with its head is not
-        # mistaken for a long head; the parser buffers at most one read more.
-        if self._in_head and not self.transport.is_closing():
+        # Only reads that continue a head already started are counted: the
+        # read in which a head starts may also hold the end of an earlier
+        # request, body and all. What that one read adds, at most 256 KiB,
+        # is bounded, and the parsed count sees every field once complete.
+        if continuing and self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_large_head()
@@ -101,6 +105,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_started = True
         self._head_bytes = 0
         self._parsed_head_bytes = 0
         self._arm(self._head_timeout)
@@ -115,6 +120,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_started = False
         super().on_headers_complete()
         # Disarmed again by on_message_complete, at once when there is no body.
         self._arm(self._body_timeout)
@@ -129,6 +135,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._head_started and self.timeout_keep_alive_task is not None:
+            # The next request has begun arriving: it is not an idle
+            # connection for uvicorn to close, but a head for the head timer.
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         pending = self._pending_refusal
         if pending and not self.pipeline and self.cycle.response_complete:
             self._pending_refusal = None
@@ -195,9 +206,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing() or not self._in_head:
             return
-        # An idle keep-alive connection is uvicorn's to close; only a head
-        # that has started and not finished is refused here.
-        if self._head_bytes:
+        # An idle connection is closed without a word; a head that has
+        # started and not finished is refused.
+        if self._head_started:
             self._refuse(408, "request_timeout", "The request head took too long.")
         else:
             self.transport.close()

@@ -507,3 +507,17 @@ def test_concurrent_archive_and_rename_apply_one_after_the_other(
             assert_error(rename, 409, "project_archived")
             assert final["description"] == "orig"
         assert final["status"] == "archived"
+
+
+def test_responses_carry_utf8_as_is_not_escaped(
+    client, member_account: Account, factory: Factory
+) -> None:
+    project = factory.project(client, member_account, name="Équipe 😀")
+
+    response = client.get(
+        f"/v1/projects/{project['id']}", headers=member_account.headers
+    )
+
+    assert response.headers["content-type"] == "application/json"
+    assert "Équipe 😀".encode() in response.content
+    assert b"\\u" not in response.content
