@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 UI = "/v1/ui/"
+SINGLETON_HEADERS = ("host", "authorization", "content-type", "x-request-id")
+# A host name or IPv4 address, or an IPv6 literal, with an optional port.
+HOST = re.compile(
+    r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?"
+)
 
 
 def incoming_request_id(value: str | None) -> uuid.UUID | None:
@@ -159,11 +164,23 @@ class RequestContextMiddleware:
 
 
 def _check_head(scope: Scope, headers: Headers) -> ApiError | None:
-    """Request heads HTTP/1.1 forbids, which the server layer lets through."""
-    if scope.get("http_version") == "1.1" and "host" not in headers:
+    """Request heads HTTP/1.1 forbids, which the server layer lets through.
+
+    A header that may appear once and appears twice is refused rather than
+    read one way here and another way by a proxy in front.
+    """
+    hosts = headers.getlist("host")
+    if scope.get("http_version") == "1.1" and not hosts:
         return BadRequest(
             "An HTTP/1.1 request needs a Host header.", code="invalid_request"
         )
+    if hosts and not HOST.fullmatch(hosts[0]):
+        return BadRequest("The Host header is malformed.", code="invalid_request")
+    for name in SINGLETON_HEADERS:
+        if len(headers.getlist(name)) > 1:
+            return BadRequest(
+                f"The {name} header appears more than once.", code="invalid_request"
+            )
     return None
 
 
@@ -200,11 +217,15 @@ def _check_content_type(scope: Scope) -> ApiError | None:
     """
     headers = MutableHeaders(scope=scope)
     has_body = int(headers.get("content-length", "0")) > 0
-    encoding = headers.get("content-encoding", "").strip().lower()
-    if has_body and encoding not in ("", "identity"):
+    codings = {
+        coding.strip().lower()
+        for value in headers.getlist("content-encoding")
+        for coding in value.split(",")
+    } - {"", "identity"}
+    if has_body and codings:
         return UnsupportedMediaType(
-            f"Content-Encoding {encoding[:40]!r} is not supported; "
-            "send the body uncompressed."
+            f"Content-Encoding {', '.join(sorted(codings))[:60]!r} is not "
+            "supported; send the body uncompressed."
         )
     raw = headers.get("content-type")
     if raw is None:

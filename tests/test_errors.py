@@ -882,6 +882,65 @@ def test_compressed_request_body_answers_415(
     assert project_total(client, admin_account) == 0
 
 
+def test_compression_named_in_a_second_content_encoding_header_answers_415(
+    client: TestClient, admin_account: Account
+) -> None:
+    headers = [
+        *admin_account.headers.items(),
+        *JSON.items(),
+        ("Content-Encoding", "identity"),
+        ("Content-Encoding", "gzip"),
+    ]
+
+    response = client.post("/v1/projects", content=b'{"name": "x"}', headers=headers)
+
+    assert_error(response, 415, "unsupported_media_type")
+    assert project_total(client, admin_account) == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("Host", "a.example"), ("Host", "b.example")],
+        [("Host", "a b")],
+        [("Host", "a.example\tb")],
+        [("Authorization", "Bearer x")],
+        [("Content-Type", "text/plain")],
+        [("X-Request-ID", "0b8e5a0c-6f1d-4c3a-9e2b-7d4f1a2c3b5e")] * 2,
+    ],
+    ids=[
+        "two hosts",
+        "host with a space",
+        "host with a tab",
+        "a second authorization",
+        "a second content type",
+        "two request ids",
+    ],
+)
+def test_ambiguous_head_answers_400_invalid_request(
+    client: TestClient, admin_account: Account, extra: list[tuple[str, str]]
+) -> None:
+    headers = [*admin_account.headers.items(), *JSON.items(), *extra]
+
+    response = client.post("/v1/projects", content=b'{"name": "x"}', headers=headers)
+
+    assert_error(response, 400, "invalid_request")
+    assert project_total(client, admin_account) == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["api.example.com", "api.example.com:8443", "127.0.0.1:8000", "[::1]:8000"]
+)
+def test_ordinary_hosts_are_accepted(
+    client: TestClient, admin_account: Account, host: str
+) -> None:
+    response = client.get(
+        "/v1/projects", headers={**admin_account.headers, "Host": host}
+    )
+
+    assert response.status_code == 200, response.text
+
+
 def test_identity_content_encoding_is_accepted(
     client: TestClient, admin_account: Account
 ) -> None:
