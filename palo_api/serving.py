@@ -73,7 +73,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
         self._parsed_head_bytes = 0
-        self._in_head = True
         self._head_started = False  # a byte of the current head has arrived
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -97,14 +96,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # read in which a head starts may also hold the end of an earlier
         # request, body and all. What that one read adds, at most 256 KiB,
         # is bounded, and the parsed count sees every field once complete.
-        if continuing and self._in_head and not self.transport.is_closing():
+        if continuing and self._head_started and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_large_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
         self._head_started = True
         self._head_bytes = 0
         self._parsed_head_bytes = 0
@@ -119,7 +117,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
         self._head_started = False
         super().on_headers_complete()
         # Disarmed again by on_message_complete, at once when there is no body.
@@ -204,7 +201,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timeout(self) -> None:
         self._timer = None
-        if self.transport.is_closing() or not self._in_head:
+        if self.transport.is_closing():
             return
         # An idle connection is closed without a word; a head that has
         # started and not finished is refused.
