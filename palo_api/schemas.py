@@ -42,6 +42,46 @@ class ProjectOut(Schema):
     purge_after = Timestamp(allow_none=True)
 
 
+class TicketOut(Schema):
+    id = fields.UUID()
+    project_id = fields.UUID()
+    title = fields.String()
+    description = fields.String(allow_none=True)
+    status = fields.String()
+    priority = fields.String()
+    assignee_id = fields.UUID(allow_none=True)
+    reporter_id = fields.UUID()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    resolved_at = Timestamp(allow_none=True)
+
+
+class CommentOut(Schema):
+    id = fields.UUID()
+    ticket_id = fields.UUID()
+    author_id = fields.UUID()
+    body = fields.String()
+    body_html = fields.String()
+    mentions = fields.List(fields.String())
+    created_at = Timestamp()
+
+
+class AuditEventOut(Schema):
+    id = fields.UUID()
+    ticket_id = fields.UUID()
+    actor_id = fields.UUID()
+    action = fields.String()
+    comment_id = fields.UUID(allow_none=True)
+    changes = fields.Raw()
+    request_id = fields.UUID(allow_none=True)
+    created_at = Timestamp()
+
+
+class TicketDetailOut(TicketOut):
+    comments = fields.List(fields.Nested(CommentOut))
+    history = fields.List(fields.Nested(AuditEventOut))
+
+
 class TokenOut(Schema):
     access_token = fields.String()
     expires_in = fields.Integer()
@@ -72,6 +112,10 @@ class ClientOut(Schema):
 
 
 project_out = ProjectOut()
+project_member_out = ProjectMemberOut()
+ticket_out = TicketOut()
+ticket_detail_out = TicketDetailOut()
+comment_out = CommentOut()
 
 
 def dump_project(project: Any, ticket_counts: dict[str, int]) -> dict[str, Any]:

@@ -147,9 +147,20 @@ class Ticket(Base):
     __table_args__ = (
         _in("status", TICKET_STATUSES),
         _in("priority", TICKET_PRIORITIES),
-        Index("ix_tickets_project_created", "project_id", "created_at", "id"),
+        # Each index serves a list filter in the list order (newest first, id
+        # as tie-break), so a page is read in order and a count stays inside
+        # the index. Priority and date filters ride on these.
         Index("ix_tickets_org_created", "org_id", "created_at", "id"),
-        Index("ix_tickets_assignee", "assignee_id"),
+        Index("ix_tickets_org_status_created", "org_id", "status", "created_at", "id"),
+        Index("ix_tickets_project_created", "project_id", "created_at", "id"),
+        Index(
+            "ix_tickets_project_status_created",
+            "project_id",
+            "status",
+            "created_at",
+            "id",
+        ),
+        Index("ix_tickets_assignee_created", "assignee_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -175,7 +186,9 @@ class Ticket(Base):
 
 class Comment(Base):
     __tablename__ = "comments"
-    __table_args__ = (Index("ix_comments_ticket_created", "ticket_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_comments_ticket_created", "ticket_id", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     ticket_id: Mapped[uuid.UUID] = mapped_column(
@@ -189,11 +202,15 @@ class Comment(Base):
 
 
 class AuditEvent(Base):
-    """One change to a ticket, written in the transaction that made it."""
+    """One change to a ticket, written in the transaction that made it.
+
+    The table is append-only: database triggers refuse an update, and a delete
+    while the ticket still exists (migration 0002).
+    """
 
     __tablename__ = "audit_events"
     __table_args__ = (
-        Index("ix_audit_events_ticket_created", "ticket_id", "created_at"),
+        Index("ix_audit_events_ticket_created", "ticket_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -205,6 +222,9 @@ class AuditEvent(Base):
     )
     actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(40))
+    # The comment a ``comment.created`` event records; it lives and dies
+    # with the same ticket, so it needs no foreign key of its own.
+    comment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
