@@ -20,6 +20,7 @@ class Timestamp(fields.Field[datetime]):
 
 
 class ProjectMemberOut(Schema):
+    project_id = fields.UUID()
     user_id = fields.UUID()
     email = fields.String(attribute="user.email")
     name = fields.String(attribute="user.name")
@@ -77,11 +78,6 @@ class AuditEventOut(Schema):
     created_at = Timestamp()
 
 
-class TicketDetailOut(TicketOut):
-    comments = fields.List(fields.Nested(CommentOut))
-    history = fields.List(fields.Nested(AuditEventOut))
-
-
 class TokenOut(Schema):
     access_token = fields.String()
     expires_in = fields.Integer()
@@ -114,8 +110,8 @@ class ClientOut(Schema):
 project_out = ProjectOut()
 project_member_out = ProjectMemberOut()
 ticket_out = TicketOut()
-ticket_detail_out = TicketDetailOut()
 comment_out = CommentOut()
+audit_event_out = AuditEventOut()
 
 
 def dump_project(project: Any, ticket_counts: dict[str, int]) -> dict[str, Any]:

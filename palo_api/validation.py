@@ -62,10 +62,10 @@ def _is_date(value: object) -> bool:
 def _is_date_time(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    if not validate_rfc3339(value):
+    if not validate_rfc3339(value.upper()):
         return False
     try:
-        dt.datetime.fromisoformat(value.replace("z", "Z"))
+        dt.datetime.fromisoformat(value.upper())
     except ValueError:
         return False  # e.g. a leap second, which Python cannot represent
     return True

@@ -21,6 +21,7 @@ from palo_api.app import create_app
 from palo_api.config import Settings
 from palo_api.db import migrate
 from palo_api.db.engine import normalise_url
+from palo_api.db.models import ProjectMember
 from palo_api.runtime import Runtime
 from palo_api.services import admin
 
@@ -141,6 +142,27 @@ class Factory:
         assert response.status_code == 201, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    def ticket(
+        self, client: TestClient, reporter: Account, project_id: str, **fields: Any
+    ) -> dict[str, Any]:
+        body = {"title": "Ticket " + uuid.uuid4().hex[:6], "project_id": project_id}
+        response = client.post(
+            "/v1/tickets", json={**body, **fields}, headers=reporter.headers
+        )
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def add_member(self, project_id: str, account: Account, role: str) -> None:
+        """Make ``account`` a member of a project, directly in the database."""
+        with self.runtime.database.write() as session:
+            session.add(
+                ProjectMember(
+                    project_id=uuid.UUID(project_id), user_id=account.user_id, role=role
+                )
+            )
+            session.commit()
 
 
 @pytest.fixture(scope="session")

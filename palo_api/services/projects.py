@@ -61,11 +61,14 @@ def get_project(
     principal: Principal,
     project_id: uuid.UUID,
     for_update: bool = False,
+    for_share: bool = False,
 ) -> Project:
     """A project the caller can see, or NotFound (never Forbidden: no leaks).
 
     ``for_update`` locks its row until the transaction ends, so that
-    concurrent changes to one project apply one after the other.
+    concurrent changes to one project apply one after the other;
+    ``for_share`` only keeps it from changing (being archived, say) while
+    the transaction writes beneath it.
     """
     query = (
         _visible(principal)
@@ -74,6 +77,8 @@ def get_project(
     )
     if for_update:
         query = query.with_for_update(of=Project)
+    elif for_share:
+        query = query.with_for_update(read=True, of=Project)
     project = session.scalar(query)
     if project is None:
         raise NotFound(f"Project {project_id} does not exist.")
@@ -195,6 +200,16 @@ def count_tickets(
 def no_tickets() -> dict[str, int]:
     """Ticket counts of a project without tickets."""
     return dict.fromkeys((*TICKET_STATUSES, "total"), 0)
+
+
+def visible_project_ids(
+    principal: Principal, *, active_only: bool
+) -> Select[uuid.UUID]:
+    """Ids of the projects the caller may see, as a subquery for other lists."""
+    query = _visible(principal).with_only_columns(Project.id)
+    if active_only:
+        query = query.where(Project.status == "active")
+    return query
 
 
 def _visible(principal: Principal) -> Select[Project]:

@@ -1,0 +1,343 @@
+"""Tickets: creation, filtered lists, updates, and the history of every change."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from palo_api.db.models import AuditEvent, Comment, Project, Ticket
+from palo_api.db.types import utcnow
+from palo_api.errors import Forbidden, NotFound, ValidationFailed
+from palo_api.schemas import ticket_out
+from palo_api.services import projects
+from palo_api.services.auth import Principal
+from palo_api.services.events import record_event
+
+logger = logging.getLogger(__name__)
+
+# The fields a client sets, in the order history lists their changes.
+TICKET_FIELDS = ("title", "description", "status", "priority", "assignee_id")
+WRITER_ROLES = ("admin", "member")
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    """The list filters; each one given narrows the list (they combine with AND)."""
+
+    project_id: uuid.UUID | None = None
+    status: str | None = None
+    priority: str | None = None
+    assignee_id: uuid.UUID | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    tickets: list[Ticket]
+    total: int
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    ticket: Ticket
+    comments: list[Comment]
+    history: list[AuditEvent]
+
+
+def list_tickets(
+    *,
+    session: Session,
+    principal: Principal,
+    filters: TicketFilters,
+    limit: int,
+    offset: int,
+) -> TicketPage:
+    """The tickets the caller can see that match ``filters``, newest first.
+
+    Without ``project_id``, tickets of archived projects are left out, as
+    archived projects are from the project list; naming an archived project
+    lists its tickets, which stay readable until the project is purged.
+    """
+    conditions = _conditions(principal, filters)
+    total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions))
+    tickets = session.scalars(
+        select(Ticket)
+        .where(*conditions)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return TicketPage(tickets=list(tickets), total=total or 0)
+
+
+def get_ticket(
+    *,
+    session: Session,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    for_update: bool = False,
+) -> Ticket:
+    """A ticket of a project the caller can see, or NotFound."""
+    visible = projects.visible_project_ids(principal, active_only=False)
+    query = select(Ticket).where(
+        Ticket.id == ticket_id,
+        Ticket.org_id == principal.org_id,
+        Ticket.project_id.in_(visible),
+    )
+    if for_update:
+        query = query.with_for_update(of=Ticket)
+    ticket = session.scalar(query)
+    if ticket is None:
+        raise NotFound(f"Ticket {ticket_id} does not exist.")
+    return ticket
+
+
+def get_ticket_detail(
+    *, session: Session, principal: Principal, ticket_id: uuid.UUID
+) -> TicketDetail:
+    """A ticket with its comments and its history, both oldest first."""
+    ticket = get_ticket(session=session, principal=principal, ticket_id=ticket_id)
+    comments = session.scalars(
+        select(Comment)
+        .where(Comment.ticket_id == ticket.id)
+        .order_by(Comment.created_at, Comment.id)
+    )
+    history = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.ticket_id == ticket.id)
+        .order_by(AuditEvent.created_at, AuditEvent.id)
+    )
+    return TicketDetail(ticket=ticket, comments=list(comments), history=list(history))
+
+
+def create_ticket(
+    *,
+    session: Session,
+    principal: Principal,
+    ticket_in: dict[str, Any],
+    request_id: uuid.UUID | None,
+) -> Ticket:
+    """Create a ticket in an active project, with its first history event."""
+    project = _writable_project(session, principal, ticket_in["project_id"])
+    assignee_id = _uuid_or_none(ticket_in.get("assignee_id"))
+    _check_assignee(project, assignee_id)
+
+    now = utcnow()
+    ticket = Ticket(
+        id=uuid.uuid4(),
+        org_id=principal.org_id,
+        project_id=project.id,
+        title=ticket_in["title"].strip(),
+        description=ticket_in.get("description"),
+        status="open",
+        priority=ticket_in.get("priority", "p3"),
+        assignee_id=assignee_id,
+        reporter_id=principal.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    # The history row refers to the ticket, and without a relationship between
+    # them the unit of work does not know to insert the ticket first.
+    session.flush()
+    changes = [
+        _change(field, None, getattr(ticket, field))
+        for field in TICKET_FIELDS
+        if getattr(ticket, field) is not None
+    ]
+    _record(session, ticket, principal, "ticket.created", changes, request_id, now)
+    _emit(session, ticket, "ticket.created")
+    session.commit()
+    logger.info("ticket %s created by %s", ticket.id, principal.user_id)
+    return ticket
+
+
+def update_ticket(
+    *,
+    session: Session,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    ticket_in: dict[str, Any],
+    request_id: uuid.UUID | None,
+) -> Ticket:
+    """Apply a partial update; only effective changes are recorded and emitted."""
+    ticket = get_ticket(
+        session=session, principal=principal, ticket_id=ticket_id, for_update=True
+    )
+    project = _writable_project(session, principal, ticket.project_id, found=True)
+
+    wanted = {field: ticket_in[field] for field in TICKET_FIELDS if field in ticket_in}
+    if "title" in wanted:
+        wanted["title"] = wanted["title"].strip()
+    if "assignee_id" in wanted:
+        wanted["assignee_id"] = _uuid_or_none(wanted["assignee_id"])
+    changes = [
+        _change(field, getattr(ticket, field), value)
+        for field, value in wanted.items()
+        if getattr(ticket, field) != value
+    ]
+    if not changes:
+        return ticket
+    if "assignee_id" in {change["field"] for change in changes}:
+        _check_assignee(project, wanted["assignee_id"])
+
+    now = utcnow()
+    became_resolved = ticket.status != "resolved" and wanted.get("status") == "resolved"
+    for change in changes:
+        setattr(ticket, change["field"], wanted[change["field"]])
+    ticket.updated_at = now
+    if became_resolved:
+        ticket.resolved_at = now
+
+    _record(session, ticket, principal, "ticket.updated", changes, request_id, now)
+    _emit(session, ticket, "ticket.updated")
+    if became_resolved:
+        _emit(session, ticket, "ticket.resolved")
+    session.commit()
+    return ticket
+
+
+def writable_project_of(
+    *, session: Session, principal: Principal, ticket: Ticket
+) -> Project:
+    """The ticket's project, locked against archiving, if the caller may write."""
+    return _writable_project(session, principal, ticket.project_id, found=True)
+
+
+def record_history(
+    *,
+    session: Session,
+    ticket: Ticket,
+    principal: Principal,
+    action: str,
+    request_id: uuid.UUID | None,
+    at: datetime,
+    comment_id: uuid.UUID | None = None,
+) -> AuditEvent:
+    """Add a history event without field changes (a comment, say)."""
+    return _record(session, ticket, principal, action, [], request_id, at, comment_id)
+
+
+def _conditions(
+    principal: Principal, filters: TicketFilters
+) -> list[ColumnElement[bool]]:
+    # A named project may be archived (still readable); otherwise list only
+    # the tickets of active projects.
+    visible = projects.visible_project_ids(
+        principal, active_only=filters.project_id is None
+    )
+    conditions = [Ticket.org_id == principal.org_id, Ticket.project_id.in_(visible)]
+    if filters.project_id is not None:
+        conditions.append(Ticket.project_id == filters.project_id)
+    if filters.status is not None:
+        conditions.append(Ticket.status == filters.status)
+    if filters.priority is not None:
+        conditions.append(Ticket.priority == filters.priority)
+    if filters.assignee_id is not None:
+        conditions.append(Ticket.assignee_id == filters.assignee_id)
+    if filters.created_after is not None:
+        conditions.append(Ticket.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        conditions.append(Ticket.created_at < filters.created_before)
+    return conditions
+
+
+def _writable_project(
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID | str,
+    *,
+    found: bool = False,
+) -> Project:
+    """The project, share-locked so it cannot be archived under this write.
+
+    ``found`` says the caller already reached the project through one of its
+    tickets; otherwise a project the caller cannot see is a field error of
+    the body, worded the same whether or not it exists.
+    """
+    try:
+        project = projects.get_project(
+            session=session,
+            principal=principal,
+            project_id=uuid.UUID(str(project_id)),
+            for_share=True,
+        )
+    except NotFound:
+        if found:
+            raise
+        raise ValidationFailed(
+            details=[{"field": "project_id", "message": "no project you can see"}]
+        ) from None
+
+    if projects.role_in(project, principal) not in WRITER_ROLES:
+        raise Forbidden("Viewers of this project cannot change its tickets.")
+    if project.status != "active":
+        raise ValidationFailed(
+            "The project is archived; its tickets are read-only until it is restored.",
+            code="project_archived",
+        )
+    return project
+
+
+def _check_assignee(project: Project, assignee_id: uuid.UUID | None) -> None:
+    if assignee_id is None:
+        return
+    if all(member.user_id != assignee_id for member in project.members):
+        raise ValidationFailed(
+            details=[
+                {"field": "assignee_id", "message": "must be a member of the project"}
+            ]
+        )
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
+
+
+def _change(field: str, before: Any, after: Any) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return str(value) if isinstance(value, uuid.UUID) else value
+
+    return {"field": field, "from": plain(before), "to": plain(after)}
+
+
+def _record(
+    session: Session,
+    ticket: Ticket,
+    principal: Principal,
+    action: str,
+    changes: list[dict[str, Any]],
+    request_id: uuid.UUID | None,
+    at: datetime,
+    comment_id: uuid.UUID | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        id=uuid.uuid4(),
+        org_id=ticket.org_id,
+        ticket_id=ticket.id,
+        actor_id=principal.user_id,
+        action=action,
+        comment_id=comment_id,
+        changes=changes,
+        request_id=request_id,
+        created_at=at,
+    )
+    session.add(event)
+    return event
+
+
+def _emit(session: Session, ticket: Ticket, event_type: str) -> None:
+    record_event(
+        session=session,
+        org_id=ticket.org_id,
+        project_id=ticket.project_id,
+        event_type=event_type,
+        data=ticket_out.dump(ticket),
+    )
