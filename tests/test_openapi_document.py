@@ -106,6 +106,45 @@ def test_every_free_text_field_refuses_nul_and_has_a_length_limit(
     assert "maxLength" in sub, f"{schema}.{prop}"
 
 
+def _patterns(node: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        found = (
+            [(path, node["pattern"])] if isinstance(node.get("pattern"), str) else []
+        )
+        for key, value in node.items():
+            found += _patterns(value, f"{path}/{key}")
+        return found
+    if isinstance(node, list):
+        return [
+            p for i, item in enumerate(node) for p in _patterns(item, f"{path}/{i}")
+        ]
+    return []
+
+
+@pytest.mark.parametrize(("path", "pattern"), _patterns(SPEC), ids=lambda v: v)
+def test_patterns_mean_the_same_to_every_regex_dialect(path, pattern) -> None:
+    # JSON Schema patterns are ECMA-262; the server checks them with Python's
+    # re. Their shorthand classes differ (Python's \s takes \x1c-\x1f, ECMA's
+    # takes \ufeff), so a client or fuzzer would build bodies the server
+    # refuses. Explicit character classes mean the same to both.
+    import re
+
+    shorthand = re.findall(r"\\[sSdDwWbB]", pattern)
+    assert shorthand == [], f"{path} uses {shorthand}"
+
+
+def test_not_blank_pattern_counts_whitespace_as_strip_does() -> None:
+    import re
+
+    pattern = re.compile(SPEC["components"]["schemas"]["TicketCreate"]["properties"][
+        "title"]["pattern"])  # fmt: skip
+    for code in range(0x3100):
+        char = chr(code)
+        if char == "\x00":
+            continue
+        assert (pattern.match(char) is None) is (char.strip() == ""), hex(code)
+
+
 def test_server_serves_the_document_as_json_and_yaml(client) -> None:
     as_json = client.get("/v1/openapi.json")
     as_yaml = client.get("/v1/openapi.yaml")
