@@ -172,9 +172,16 @@ def _display(key: str) -> str:
     return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# The characters str.strip() removes, spelled out: the document's patterns are
+# read by ECMA-262 and Python regex engines alike, whose \s differ.
+_BLANK = (
+    r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
+    r"\u205f\u3000"
+)
 # Patterns the document uses, said in words instead of as regular expressions.
 PATTERN_MESSAGES = {
-    r"^\s*[^\x00\s][^\x00]*$": "must not be blank or contain NUL characters",
+    rf"^[{_BLANK}]*[^\x00{_BLANK}][^\x00]*$": "must not be blank or contain NUL "
+    "characters",
     r"^[^\x00]*$": "must not contain NUL characters",
 }
 

@@ -133,6 +133,17 @@ def test_patterns_mean_the_same_to_every_regex_dialect(path, pattern) -> None:
     assert shorthand == [], f"{path} uses {shorthand}"
 
 
+@pytest.mark.parametrize(
+    ("path", "pattern"),
+    [(p, v) for p, v in _patterns(SPEC) if "/schemas/" in p and "/Error/" not in p],
+    ids=lambda v: v,
+)
+def test_every_request_pattern_is_explained_in_words(path, pattern) -> None:
+    from palo_api.validation import PATTERN_MESSAGES
+
+    assert pattern in PATTERN_MESSAGES, path
+
+
 def test_not_blank_pattern_counts_whitespace_as_strip_does() -> None:
     import re
 
