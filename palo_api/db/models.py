@@ -148,19 +148,47 @@ class Ticket(Base):
         _in("status", TICKET_STATUSES),
         _in("priority", TICKET_PRIORITIES),
         # Each index serves a list filter in the list order (newest first, id
-        # as tie-break), so a page is read in order and a count stays inside
-        # the index. Priority and date filters ride on these.
-        Index("ix_tickets_org_created", "org_id", "created_at", "id"),
-        Index("ix_tickets_org_status_created", "org_id", "status", "created_at", "id"),
-        Index("ix_tickets_project_created", "project_id", "created_at", "id"),
+        # as tie-break), so a page is read in order. On PostgreSQL each also
+        # carries the other tenant column, so that a count, which always
+        # filters on both org_id and project_id, never reads the table.
+        # Priority and date filters ride on these.
+        Index(
+            "ix_tickets_org_created",
+            "org_id",
+            "created_at",
+            "id",
+            postgresql_include=["project_id"],
+        ),
+        Index(
+            "ix_tickets_org_status_created",
+            "org_id",
+            "status",
+            "created_at",
+            "id",
+            postgresql_include=["project_id"],
+        ),
+        Index(
+            "ix_tickets_project_created",
+            "project_id",
+            "created_at",
+            "id",
+            postgresql_include=["org_id"],
+        ),
         Index(
             "ix_tickets_project_status_created",
             "project_id",
             "status",
             "created_at",
             "id",
+            postgresql_include=["org_id"],
         ),
-        Index("ix_tickets_assignee_created", "assignee_id", "created_at", "id"),
+        Index(
+            "ix_tickets_assignee_created",
+            "assignee_id",
+            "created_at",
+            "id",
+            postgresql_include=["org_id", "project_id"],
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -15,6 +15,23 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_TICKET_LIST_INDEXES = {
+    "ix_tickets_org_created": (["org_id", "created_at", "id"], ["project_id"]),
+    "ix_tickets_org_status_created": (
+        ["org_id", "status", "created_at", "id"],
+        ["project_id"],
+    ),
+    "ix_tickets_project_created": (["project_id", "created_at", "id"], ["org_id"]),
+    "ix_tickets_project_status_created": (
+        ["project_id", "status", "created_at", "id"],
+        ["org_id"],
+    ),
+    "ix_tickets_assignee_created": (
+        ["assignee_id", "created_at", "id"],
+        ["org_id", "project_id"],
+    ),
+}
+
 _POSTGRES_TRIGGER = """
 CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
 BEGIN
@@ -48,22 +65,16 @@ _SQLITE_TRIGGERS = (
 def upgrade() -> None:
     op.add_column("audit_events", sa.Column("comment_id", sa.Uuid(), nullable=True))
 
-    op.drop_index("ix_tickets_assignee", table_name="tickets")
-    op.create_index(
-        "ix_tickets_assignee_created",
-        "tickets",
-        ["assignee_id", "created_at", "id"],
-    )
-    op.create_index(
-        "ix_tickets_org_status_created",
-        "tickets",
-        ["org_id", "status", "created_at", "id"],
-    )
-    op.create_index(
-        "ix_tickets_project_status_created",
-        "tickets",
-        ["project_id", "status", "created_at", "id"],
-    )
+    # The ticket list indexes, in list order; on PostgreSQL each carries the
+    # other tenant column so that counts stay inside the index.
+    for name in (
+        "ix_tickets_assignee",
+        "ix_tickets_org_created",
+        "ix_tickets_project_created",
+    ):
+        op.drop_index(name, table_name="tickets")
+    for name, (columns, include) in _TICKET_LIST_INDEXES.items():
+        op.create_index(name, "tickets", columns, postgresql_include=include)
 
     op.drop_index("ix_comments_ticket_created", table_name="comments")
     op.create_index(
@@ -99,9 +110,12 @@ def downgrade() -> None:
     op.create_index(
         "ix_comments_ticket_created", "comments", ["ticket_id", "created_at"]
     )
-    op.drop_index("ix_tickets_project_status_created", table_name="tickets")
-    op.drop_index("ix_tickets_org_status_created", table_name="tickets")
-    op.drop_index("ix_tickets_assignee_created", table_name="tickets")
+    for name in _TICKET_LIST_INDEXES:
+        op.drop_index(name, table_name="tickets")
     op.create_index("ix_tickets_assignee", "tickets", ["assignee_id"])
+    op.create_index("ix_tickets_org_created", "tickets", ["org_id", "created_at", "id"])
+    op.create_index(
+        "ix_tickets_project_created", "tickets", ["project_id", "created_at", "id"]
+    )
     with op.batch_alter_table("audit_events") as batch_op:
         batch_op.drop_column("comment_id")
