@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from palo_api.db.models import AuditEvent, Comment, Project, Ticket
@@ -237,7 +237,7 @@ def _conditions(
     # tell a member of the biggest project from a member of small ones (a deep
     # page took 1.7 s at a million tickets, 9 ms with values); as bound
     # parameters, a prepared statement's generic plan would lose them again.
-    ids = bindparam(
+    ids: BindParameter[list[uuid.UUID]] = bindparam(
         "visible_project_ids", list(visible), expanding=True, literal_execute=True
     )
     conditions = [Ticket.org_id == principal.org_id, Ticket.project_id.in_(ids)]
