@@ -151,7 +151,7 @@ class Ticket(Base):
         # as tie-break), so a page is read in order. On PostgreSQL each also
         # carries the other tenant column, so that a count, which always
         # filters on both org_id and project_id, never reads the table.
-        # Priority and date filters ride on these.
+        # Date filters ride on these.
         Index(
             "ix_tickets_org_created",
             "org_id",
@@ -163,6 +163,14 @@ class Ticket(Base):
             "ix_tickets_org_status_created",
             "org_id",
             "status",
+            "created_at",
+            "id",
+            postgresql_include=["project_id"],
+        ),
+        Index(
+            "ix_tickets_org_priority_created",
+            "org_id",
+            "priority",
             "created_at",
             "id",
             postgresql_include=["project_id"],

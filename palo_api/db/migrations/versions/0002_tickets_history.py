@@ -21,6 +21,10 @@ _TICKET_LIST_INDEXES = {
         ["org_id", "status", "created_at", "id"],
         ["project_id"],
     ),
+    "ix_tickets_org_priority_created": (
+        ["org_id", "priority", "created_at", "id"],
+        ["project_id"],
+    ),
     "ix_tickets_project_created": (["project_id", "created_at", "id"], ["org_id"]),
     "ix_tickets_project_status_created": (
         ["project_id", "status", "created_at", "id"],
