@@ -12,10 +12,12 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rfc3339_validator import validate_rfc3339
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -24,11 +26,12 @@ from palo_api.config import ConfigError, Settings
 from palo_api.db import migrate
 from palo_api.db.engine import normalise_url
 from palo_api.db.models import ORG_ROLES, PLANS
+from palo_api.db.types import utcnow
 from palo_api.errors import ApiError
 from palo_api.logs import configure_logging
 from palo_api.runtime import Runtime
 from palo_api.schemas import client_out, organization_out, user_out
-from palo_api.services import admin
+from palo_api.services import admin, retention
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,51 @@ def upgrade() -> None:
     with _runtime() as runtime:
         migrate.upgrade(runtime.settings.database_url)
     click.echo("database is up to date", err=True)
+
+
+def _rfc3339(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> datetime | None:
+    """Parse an RFC 3339 date-time with a timezone; naive times are refused."""
+    if value is None:
+        return None
+    text = value.upper()
+    try:
+        if not validate_rfc3339(text):
+            raise ValueError(text)
+        # Valid RFC 3339 can still fail here: a leap second, say.
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 date-time with a timezone, "
+            "e.g. 2027-01-31T00:00:00Z"
+        ) from exc
+
+
+@cli.command("purge")
+@click.option(
+    "--as-of",
+    metavar="RFC3339",
+    callback=_rfc3339,
+    default=None,
+    help="Purge what is due by this time (default: now); may be in the future.",
+)
+@click.option(
+    "--batch-size",
+    default=retention.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, retention.MAX_BATCH_SIZE),
+    help="Tickets deleted per transaction.",
+)
+def purge_command(as_of: datetime | None, batch_size: int) -> None:
+    """Delete for good the archived projects past their purge date."""
+    as_of = (as_of or utcnow()).astimezone(UTC)
+    with _migrated_runtime() as runtime:
+        counts = retention.purge(
+            database=runtime.database, as_of=as_of, batch_size=batch_size
+        )
+    shown = as_of.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    _emit({"as_of": shown, **counts.as_dict()})
 
 
 @cli.group(name="admin")
