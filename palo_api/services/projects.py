@@ -6,7 +6,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -80,9 +80,18 @@ def get_project(
     elif for_share:
         query = query.with_for_update(read=True, of=Project)
     project = session.scalar(query)
-    if project is None:
+    if project is None or (
+        (for_update or for_share) and _past_retention(project, utcnow())
+    ):
+        # The query's clock was read before waiting for the lock, which the
+        # purge may have held while it pulled purge_after down to its start:
+        # judged by the time now, a project being purged is gone.
         raise NotFound(f"Project {project_id} does not exist.")
     return project
+
+
+def _past_retention(project: Project, now: datetime) -> bool:
+    return project.purge_after is not None and project.purge_after <= now
 
 
 def create_project(
