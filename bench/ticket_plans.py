@@ -10,9 +10,7 @@ OFF)``: per-node timing would add a clock read per row, which on a count of a
 million rows costs more than the count. The full plans of slow cases are
 printed with timing on.
 
-Then each candidate change is applied to the database (indexes replaced under
-the same names, or the query built as proposed) and every case is explained
-again; the original indexes are restored at the end.
+Cases slower than 50 ms for a page or 300 ms for a count are marked SLOW.
 
     .venv/bin/python bench/ticket_plans.py \\
         --url postgresql://postgres@127.0.0.1:5432/palo_h_plans
@@ -22,30 +20,24 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.sql import Literal
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
-    bindparam,
     event,
-    func,
-    select,
     text,
 )
 from sqlalchemy.orm import Session
 
 from palo_api.db.engine import build_engine
-from palo_api.db.models import Ticket
-from palo_api.services import projects, tickets
+from palo_api.services import tickets
 from palo_api.services.auth import Principal
 from palo_api.services.tickets import TicketFilters, TicketPage
 
@@ -90,24 +82,12 @@ class Row:
     count: Explained | None
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A proposed change: indexes on ``tickets`` and how the lists are queried."""
-
-    name: str
-    indexes: dict[str, str] = field(default_factory=dict)
-    lister: Lister = tickets.list_tickets
-
-
 def parse_args() -> argparse.Namespace:
     """The command line: the seeded database and what to print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="seeded PostgreSQL URL")
     parser.add_argument(
         "--plans", action="store_true", help="print the full plan of every case"
-    )
-    parser.add_argument(
-        "--baseline-only", action="store_true", help="explain the service as it is"
     )
     parser.add_argument(
         "--generic",
@@ -377,136 +357,6 @@ def run_cases(
     return rows, totals
 
 
-# --- candidate changes ------------------------------------------------------
-
-# The list indexes widened so that each count is answered from its index
-# alone: the tenant and visibility conditions (org_id, project_id) ride along
-# as INCLUDE columns, so they cost no key width and change no order.
-COVERING = {
-    "ix_tickets_org_created": "(org_id, created_at, id) INCLUDE (project_id)",
-    "ix_tickets_org_status_created": (
-        "(org_id, status, created_at, id) INCLUDE (project_id)"
-    ),
-    "ix_tickets_project_created": "(project_id, created_at, id) INCLUDE (org_id)",
-    "ix_tickets_project_status_created": (
-        "(project_id, status, created_at, id) INCLUDE (org_id)"
-    ),
-    "ix_tickets_assignee_created": (
-        "(assignee_id, created_at, id) INCLUDE (org_id, project_id)"
-    ),
-}
-PRIORITY = {
-    "ix_tickets_org_priority_created": (
-        "(org_id, priority, created_at, id) INCLUDE (project_id)"
-    ),
-}
-
-
-def list_with_project_ids(
-    *,
-    session: Session,
-    principal: Principal,
-    filters: TicketFilters,
-    limit: int,
-    offset: int,
-) -> TicketPage:
-    """``list_tickets`` with the visible projects read first and written as values.
-
-    Behind a subquery the planner cannot tell which projects the caller sees,
-    so it guesses an average share of the tickets; as values it reads them in
-    the column statistics, where the big projects are. They are rendered into
-    the SQL rather than bound: a prepared statement's generic plan would lose
-    them again, and could no longer hash the list. The filter conditions are
-    the service's own.
-    """
-    visible = projects.visible_project_ids(
-        principal, active_only=filters.project_id is None
-    )
-    ids = bindparam(
-        "visible_ids",
-        list(session.scalars(visible)),
-        expanding=True,
-        literal_execute=True,
-    )
-    conditions = _service_filters(principal, filters)
-    conditions[1] = Ticket.project_id.in_(ids)
-
-    total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions))
-    found = session.scalars(
-        select(Ticket)
-        .where(*conditions)
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return TicketPage(tickets=list(found), total=total or 0)
-
-
-def _service_filters(
-    principal: Principal, filters: TicketFilters
-) -> list[ColumnElement[bool]]:
-    """The service's conditions, checked to start with tenant and visibility."""
-    conditions = tickets._conditions(principal, filters)
-    tenant, visibility = (str(condition) for condition in conditions[:2])
-    if not (
-        tenant.startswith("tickets.org_id =")
-        and visibility.startswith("tickets.project_id IN (SELECT")
-    ):
-        raise SystemExit("tickets._conditions changed shape; update this rewrite")
-    return conditions
-
-
-CANDIDATES = (
-    Candidate("A: covering list indexes", COVERING),
-    Candidate("B: A + project ids as values", COVERING, list_with_project_ids),
-    Candidate(
-        "C: B + (org_id, priority) index",
-        COVERING | PRIORITY,
-        list_with_project_ids,
-    ),
-)
-
-
-def ticket_indexes(engine: Engine) -> dict[str, str]:
-    """The definitions of the secondary indexes of ``tickets``, by name."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            text(
-                "SELECT indexname, indexdef FROM pg_indexes"
-                " WHERE tablename = 'tickets' AND indexname <> 'pk_tickets'"
-            )
-        )
-        return {name: definition for name, definition in found}
-
-
-def set_indexes(engine: Engine, wanted: dict[str, str]) -> float:
-    """Make the ``tickets`` indexes exactly ``wanted``; seconds spent building."""
-    started = time.perf_counter()
-    current = ticket_indexes(engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
-        for name, definition in current.items():
-            if wanted.get(name) != definition:
-                conn.exec_driver_sql(f'DROP INDEX "{name}"')
-        for name, definition in wanted.items():
-            if current.get(name) != definition:
-                conn.exec_driver_sql(definition)
-        conn.commit()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE) tickets")
-    return time.perf_counter() - started
-
-
-def index_definitions(
-    current: dict[str, str], changes: dict[str, str]
-) -> dict[str, str]:
-    """``current`` with the indexes of ``changes`` replaced or added."""
-    wanted = dict(current)
-    for name, columns in changes.items():
-        wanted[name] = f"CREATE INDEX {name} ON public.tickets USING btree {columns}"
-    return wanted
-
-
 def index_sizes(engine: Engine) -> str:
     """The total size of the ``tickets`` indexes."""
     with engine.connect() as conn:
@@ -569,11 +419,10 @@ def _trimmed(plan: str) -> str:
 
 
 def main() -> None:
-    """Explain every case as the service is, then under each candidate change."""
+    """Explain every case as the service builds it."""
     args = parse_args()
     engine = build_engine(args.url)
     cases = build_cases(engine)
-    original = ticket_indexes(engine)
 
     rows, totals = run_cases(engine, cases, tickets.list_tickets, generic=args.generic)
     kind = "generic plans" if args.generic else "plans"
@@ -581,25 +430,7 @@ def main() -> None:
         f"the service as it is ({kind}; indexes {index_sizes(engine)})", rows, totals
     )
     print_plans(rows, every=args.plans)
-    if args.baseline_only:
-        engine.dispose()
-        return
-
-    try:
-        for candidate in CANDIDATES:
-            built = set_indexes(engine, index_definitions(original, candidate.indexes))
-            rows, totals = run_cases(
-                engine, cases, candidate.lister, generic=args.generic
-            )
-            title = (
-                f"{candidate.name} (indexes {index_sizes(engine)},"
-                f" built in {built:.0f} s)"
-            )
-            print_table(title, rows, totals)
-            print_plans(rows, every=args.plans)
-    finally:
-        set_indexes(engine, original)
-        engine.dispose()
+    engine.dispose()
 
 
 if __name__ == "__main__":
