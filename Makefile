@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench clean
+.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench bench-tickets clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ contract-postgres: $(BIN)/palo
 bench: $(BIN)/palo
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)" >&2; exit 1; }
 	$(BIN)/python bench/flavours.py --rounds 2 --seconds 8
+
+## Query plans of the ticket list at a million tickets, on a scratch PostgreSQL
+## database ($(BENCH_PG_DB), dropped and created again).
+BENCH_PG_DB ?= palo_bench
+BENCH_PG_URL := postgresql://postgres@127.0.0.1:5432/$(BENCH_PG_DB)
+bench-tickets: $(BIN)/palo
+	dropdb -h 127.0.0.1 -U postgres --if-exists $(BENCH_PG_DB)
+	createdb -h 127.0.0.1 -U postgres $(BENCH_PG_DB)
+	$(BIN)/python bench/seed_tickets.py --url $(BENCH_PG_URL) --tickets 1000000
+	$(BIN)/python bench/ticket_plans.py --url $(BENCH_PG_URL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
