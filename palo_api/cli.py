@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from palo_api.config import ConfigError, Settings
+from palo_api.config import ConfigError, Settings, configured_database_url
 from palo_api.db import migrate
 from palo_api.db.engine import normalise_url
 from palo_api.db.models import ORG_ROLES, PLANS
@@ -63,6 +63,7 @@ def _runtime() -> Iterator[Runtime]:
 @contextmanager
 def _migrated_runtime() -> Iterator[Runtime]:
     """A runtime whose database is reachable and at the newest migration."""
+    _refuse_missing_sqlite_file()
     with _runtime() as runtime:
         url = runtime.settings.database_url
         shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
@@ -79,6 +80,24 @@ def _migrated_runtime() -> Iterator[Runtime]:
                 "run `palo db upgrade` first (PALO_DATABASE_URL chooses the database)."
             )
         yield runtime
+
+
+def _refuse_missing_sqlite_file() -> None:
+    # Checked before the settings are read: they would generate a signing key
+    # and connecting would create an empty file, in whatever directory the
+    # command was mistakenly run from.
+    try:
+        url = make_url(normalise_url(configured_database_url()))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    path = url.database
+    on_disk = url.get_backend_name() == "sqlite" and path and path != ":memory:"
+    if on_disk and not Path(str(path)).exists():
+        raise click.ClickException(
+            f"There is no database at {path}; run `palo db upgrade` to create "
+            "it, or run this command from the directory that holds var/ "
+            "(PALO_DATABASE_URL chooses the database)."
+        )
 
 
 def _emit(payload: dict[str, Any]) -> None:

@@ -127,6 +127,11 @@ def local_signing_key(path: Path) -> SigningKey:
         raise ConfigError(f"PALO_SIGNING_KEY_FILE {path} is unreadable: {exc}") from exc
 
 
+def configured_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """The database ``PALO_DATABASE_URL`` names, or the default SQLite file."""
+    return _database_url(os.environ if environ is None else environ)
+
+
 def _database_url(env: Mapping[str, str]) -> str:
     raw = env.get("PALO_DATABASE_URL", DEFAULT_DATABASE_URL)
     try:

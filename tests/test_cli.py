@@ -193,6 +193,27 @@ def test_admin_command_on_an_unmigrated_database_says_to_upgrade(
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("admin", "create-org", "--name", "X", "--plan", "business"), ("purge",)],
+    ids=["admin", "purge"],
+)
+def test_command_run_where_there_is_no_database_creates_nothing(
+    palo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # As from a directory without var/: the defaults point into it.
+    monkeypatch.setenv("PALO_DATABASE_URL", f"sqlite:///{tmp_path / 'var/palo.db'}")
+    monkeypatch.setenv("PALO_SIGNING_KEY_FILE", str(tmp_path / "var/signing-key"))
+    monkeypatch.delenv("PALO_SIGNING_KEYS", raising=False)
+
+    result = palo(*args, ok=False)
+
+    assert result.stdout == ""
+    assert "There is no database at" in result.stderr
+    assert "palo db upgrade" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no empty database, no signing key
+
+
 def test_admin_command_on_an_unreachable_database_says_so(
     palo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

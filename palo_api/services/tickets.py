@@ -280,11 +280,15 @@ def _writable_project(
         if found:
             raise
         raise ValidationFailed(
-            details=[{"field": "project_id", "message": "no project you can see"}]
+            details=[
+                {"field": "project_id", "message": "no project you can see has this id"}
+            ]
         ) from None
 
     if projects.role_in(project, principal) not in WRITER_ROLES:
-        raise Forbidden("Viewers of this project cannot change its tickets.")
+        raise Forbidden(
+            "Viewers of this project cannot create, change or comment on its tickets."
+        )
     if project.status != "active":
         raise ValidationFailed(
             "The project is archived; its tickets are read-only until it is restored.",
