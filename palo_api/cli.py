@@ -172,11 +172,17 @@ def _rfc3339(
         if not validate_rfc3339(text):
             raise ValueError(text)
         # Valid RFC 3339 can still fail here: a leap second, say.
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise click.BadParameter(
             f"{value!r} is not an RFC 3339 date-time with a timezone, "
             "e.g. 2027-01-31T00:00:00Z"
+        ) from exc
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise click.BadParameter(
+            f"{value!r} falls outside the years 1 to 9999 in UTC"
         ) from exc
 
 
@@ -195,15 +201,31 @@ def _rfc3339(
     type=click.IntRange(1, retention.MAX_BATCH_SIZE),
     help="Tickets deleted per transaction.",
 )
-def purge_command(as_of: datetime | None, batch_size: int) -> None:
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=retention.DEFAULT_WAIT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds to wait, without progress, for due projects others hold locked.",
+)
+def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) -> None:
     """Delete for good the archived projects past their purge date."""
-    as_of = (as_of or utcnow()).astimezone(UTC)
+    as_of = as_of or utcnow()
     with _migrated_runtime() as runtime:
         counts = retention.purge(
-            database=runtime.database, as_of=as_of, batch_size=batch_size
+            database=runtime.database,
+            as_of=as_of,
+            batch_size=batch_size,
+            wait_seconds=wait_seconds,
         )
     shown = as_of.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    _emit({"as_of": shown, **counts.as_dict()})
+    _emit({"as_of": shown, **counts.as_dict(), "still_due": counts.still_due})
+    if counts.still_due:
+        raise click.ClickException(
+            f"{counts.still_due} due project(s) stayed locked by other "
+            f"transactions for {wait_seconds:g} s; run `palo purge` again."
+        )
 
 
 @cli.group(name="admin")

@@ -186,3 +186,57 @@ def test_longest_comment_is_accepted(
 
     assert response.status_code == 201, response.text
     assert response.json()["body_html"].count("&lt;b&gt;") == 6_666
+
+
+def test_callers_refused_never_have_their_markdown_rendered(
+    client,
+    factory: Factory,
+    member_account: Account,
+    outsider: Account,
+    ticket: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from palo_api.services import comments
+
+    rendered: list[str] = []
+    real = comments.render_markdown
+    monkeypatch.setattr(
+        comments, "render_markdown", lambda body: rendered.append(body) or real(body)
+    )
+    viewer = factory.account(member_account.org_id)
+    factory.add_member(ticket["project_id"], viewer, "viewer")
+    archived = factory.ticket(
+        client, member_account, factory.project(client, member_account)["id"]
+    )
+    client.delete(
+        f"/v1/projects/{archived['project_id']}", headers=member_account.headers
+    )
+
+    refused = [
+        (_comment(client, outsider, ticket["id"], "x"), 404),
+        (_comment(client, member_account, str(uuid.uuid4()), "x"), 404),
+        (_comment(client, viewer, ticket["id"], "x"), 403),
+        (_comment(client, member_account, archived["id"], "x"), 422),
+    ]
+
+    assert [response.status_code for response, _ in refused] == [
+        status for _, status in refused
+    ]
+    assert rendered == []
+    assert _comment(client, member_account, ticket["id"], "ok").status_code == 201
+    assert rendered == ["ok"]
+
+
+def test_comment_that_renders_to_too_much_html_is_refused(
+    client, member_account: Account, ticket: dict[str, Any]
+) -> None:
+    # 20,000 characters whose one reference link is used 6,000 times.
+    source = "[a]: https://example.com/\n\n" + "[a]" * 6_000
+
+    response = _comment(client, member_account, ticket["id"], source)
+
+    body = assert_error(response, 422, "validation_failed")
+    assert body["details"][0]["field"] == "body"
+    assert "characters of HTML" in body["details"][0]["message"]
+    detail = client.get(f"/v1/tickets/{ticket['id']}", headers=member_account.headers)
+    assert detail.json()["comments"] == []

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -382,37 +382,60 @@ def test_concurrent_purges_share_the_work_and_count_it_exactly(
     assert [_rows(runtime, tree) for tree in trees] == [NOTHING] * len(trees)
 
 
-def test_purge_skips_a_project_another_transaction_holds_instead_of_waiting(
+def _purge_while_held(
+    runtime: Runtime, database_url: str, held: Tree, *, hold: float, wait: float
+) -> PurgeCounts:
+    """Purge in a thread while another transaction holds ``held`` for ``hold`` s."""
+    results: list[PurgeCounts] = []
+
+    def run() -> None:
+        database = Database(database_url)
+        try:
+            results.append(purge(database=database, as_of=utcnow(), wait_seconds=wait))
+        finally:
+            database.dispose()
+
+    worker = threading.Thread(target=run)
+    with runtime.database.write() as holder:
+        # As a user's request holds it, between reading and committing.
+        holder.execute(select(Project).where(Project.id == held.id).with_for_update())
+        worker.start()
+        worker.join(timeout=hold)
+        holder.rollback()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    [counts] = results
+    return counts
+
+
+def test_purge_does_the_free_projects_first_and_reports_one_held_too_long(
     build: Builder, runtime: Runtime, admin_account: Account, database_url: str
 ) -> None:
     if runtime.database.is_sqlite:
         pytest.skip("SQLite locks the whole file; there is no row lock to skip")
     held = build.due(admin_account, tickets=2)
     free = build.due(admin_account, tickets=2)
-    results: list[PurgeCounts] = []
 
-    def run() -> None:
-        database = Database(database_url)
-        try:
-            results.append(purge(database=database, as_of=utcnow()))
-        finally:
-            database.dispose()
+    counts = _purge_while_held(runtime, database_url, held, hold=5, wait=0.5)
 
-    worker = threading.Thread(target=run)
-    with runtime.database.write() as holder:
-        # As a user's restore holds it, between reading and committing.
-        holder.execute(select(Project).where(Project.id == held.id).with_for_update())
-        worker.start()
-        worker.join(timeout=15)
-        finished_while_held = not worker.is_alive()
-        holder.rollback()
-    worker.join()
-
-    assert finished_while_held
-    assert results == [free.expected]
+    assert counts == replace(free.expected, still_due=1)
     assert _rows(runtime, free) == NOTHING
     assert _rows(runtime, held) == _whole(held)
     assert purge(database=runtime.database, as_of=utcnow()) == held.expected
+
+
+def test_purge_waits_for_a_project_held_briefly_and_purges_it(
+    build: Builder, runtime: Runtime, admin_account: Account, database_url: str
+) -> None:
+    if runtime.database.is_sqlite:
+        pytest.skip("SQLite locks the whole file; there is no row lock to skip")
+    held = build.due(admin_account, tickets=2)
+    free = build.due(admin_account, tickets=2)
+
+    counts = _purge_while_held(runtime, database_url, held, hold=1, wait=10)
+
+    assert counts == free.expected + held.expected
+    assert _rows(runtime, held) == NOTHING
 
 
 def test_a_comment_added_while_the_purge_runs_is_counted(
@@ -516,6 +539,7 @@ def test_other_writers_get_turns_while_a_long_purge_runs(
     assert json.loads(stdout) | {"as_of": None} == {
         "as_of": None,
         **big.expected.as_dict(),
+        "still_due": 0,
     }
 
 
@@ -562,11 +586,15 @@ def test_palo_purge_prints_what_it_deleted_as_one_json_object(
     printed = json.loads(result.stdout)
     assert list(printed) == [
         "as_of", "projects", "tickets", "comments", "audit_events", "members",
-        "webhooks",
+        "webhooks", "still_due",
     ]  # fmt: skip
     assert printed["as_of"].endswith("Z")
     assert before <= datetime.fromisoformat(printed["as_of"]) <= utcnow()
-    assert printed == {"as_of": printed["as_of"], **tree.expected.as_dict()}
+    assert printed == {
+        "as_of": printed["as_of"],
+        **tree.expected.as_dict(),
+        "still_due": 0,
+    }
     assert _rows(runtime, tree) == NOTHING
 
 
@@ -585,6 +613,20 @@ def test_palo_purge_as_of_in_the_future_purges_what_will_be_due(
     assert printed["projects"] == 1
     assert _rows(runtime, tree) == NOTHING
     assert_error(build.get(tree), 404, "not_found")
+
+
+def test_palo_purge_refuses_an_as_of_beyond_the_calendar_in_utc(
+    palo, build: Builder, runtime: Runtime, admin_account: Account
+) -> None:
+    tree = build.due(admin_account, tickets=1)
+
+    for as_of in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        result = palo("--as-of", as_of)
+        assert result.exit_code == 2, result.output
+        assert "--as-of" in result.stderr
+        assert "outside the years" in result.stderr
+        assert "Traceback" not in result.output
+    assert _rows(runtime, tree) == _whole(tree)
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from palo_api.db.models import Comment, User
 from palo_api.db.types import utcnow
+from palo_api.errors import ValidationFailed
 from palo_api.markdown import render_markdown
 from palo_api.services import tickets
 from palo_api.services.auth import Principal
 
 logger = logging.getLogger(__name__)
+
+MAX_BODY_HTML_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,38 @@ class CommentDraft:
     mentioned: list[uuid.UUID]
 
 
+def check_can_comment(
+    *, session: Session, principal: Principal, ticket_id: uuid.UUID
+) -> None:
+    """Refuse early (404, 403, 422) whoever could not comment on this ticket.
+
+    Rendering costs up to a second of CPU for a hostile body: it happens only
+    for callers who pass this check, and ``create_comment`` checks again.
+    """
+    ticket = tickets.get_ticket(
+        session=session, principal=principal, ticket_id=ticket_id
+    )
+    tickets.writable_project_of(
+        session=session, principal=principal, ticket=ticket, lock=False
+    )
+
+
 def prepare_comment(comment_in: dict[str, Any]) -> CommentDraft:
     """Render a comment's Markdown and find the ids it mentions."""
     body = comment_in["body"]
     rendered = render_markdown(body)
+    if len(rendered.html) > MAX_BODY_HTML_CHARS:
+        # Markdown can multiply its size (a reference link used a thousand
+        # times): a cap on the output keeps every stored comment small.
+        raise ValidationFailed(
+            details=[
+                {
+                    "field": "body",
+                    "message": f"renders to more than {MAX_BODY_HTML_CHARS} "
+                    "characters of HTML",
+                }
+            ]
+        )
     return CommentDraft(
         body=body, body_html=rendered.html, mentioned=rendered.mentioned
     )

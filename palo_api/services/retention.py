@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 500
 # Ticket ids travel as bound parameters; SQLite allows 32,766 per statement.
 MAX_BATCH_SIZE = 10_000
+# How long a purge waits, without progress, for due projects others hold.
+DEFAULT_WAIT_SECONDS = 30.0
+LOCKED_RETRY_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class PurgeCounts:
     audit_events: int = 0
     members: int = 0
     webhooks: int = 0
+    # Projects still due when the purge gave up waiting for their row lock.
+    still_due: int = 0
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
         return PurgeCounts(
@@ -50,8 +55,10 @@ class PurgeCounts:
         )
 
     def as_dict(self) -> dict[str, int]:
-        """The counts by kind, in the order the CLI prints them."""
-        return asdict(self)
+        """The rows deleted by kind, in the order the CLI prints them."""
+        counts = asdict(self)
+        del counts["still_due"]
+        return counts
 
 
 class _Batch(NamedTuple):
@@ -62,14 +69,20 @@ class _Batch(NamedTuple):
 
 
 def purge(
-    *, database: Database, as_of: datetime, batch_size: int = DEFAULT_BATCH_SIZE
+    *,
+    database: Database,
+    as_of: datetime,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> PurgeCounts:
     """Delete for good every project due by ``as_of``; what this call deleted.
 
     Each batch is its own short write transaction. Several purges may run at
     once: they share the work, and their counts add up to what existed. On
-    PostgreSQL a project that another transaction holds locked is left to the
-    next run.
+    PostgreSQL a project another transaction holds locked is skipped while
+    others are due, then waited for, up to ``wait_seconds`` without progress;
+    any still due after that are counted in ``still_due``, never dropped
+    silently.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
@@ -78,10 +91,18 @@ def purge(
 
     total = PurgeCounts()
     by_project: dict[uuid.UUID, PurgeCounts] = {}
+    deadline = time.monotonic() + wait_seconds
     while True:
         batch = _purge_batch(database=database, as_of=as_of, batch_size=batch_size)
         if batch is None:
-            return total
+            # Nothing due is free: either nothing is due, or another purge or
+            # a user's transaction holds what is (the lock lasts one request).
+            still_due = _count_due(database, as_of)
+            if still_due == 0 or time.monotonic() >= deadline:
+                return replace(total, still_due=still_due)
+            time.sleep(LOCKED_RETRY_SECONDS)
+            continue
+        deadline = time.monotonic() + wait_seconds
 
         total += batch.counts
         done = by_project.pop(batch.project_id, PurgeCounts()) + batch.counts
@@ -145,6 +166,12 @@ def _purge_batch(
             counts += _delete_project(session, project.id)
         session.commit()
         return _Batch(project.id, counts, gone, time.monotonic() - locked_at)
+
+
+def _count_due(database: Database, as_of: datetime) -> int:
+    with database.read() as session:
+        due = select(func.count()).where(Project.purge_after <= as_of)
+        return session.scalar(due) or 0
 
 
 def _delete_tickets(

@@ -205,10 +205,12 @@ def update_ticket(
 
 
 def writable_project_of(
-    *, session: Session, principal: Principal, ticket: Ticket
+    *, session: Session, principal: Principal, ticket: Ticket, lock: bool = True
 ) -> Project:
     """The ticket's project, locked against archiving, if the caller may write."""
-    return _writable_project(session, principal, ticket.project_id, found=True)
+    return _writable_project(
+        session, principal, ticket.project_id, found=True, lock=lock
+    )
 
 
 def record_history(
@@ -262,6 +264,7 @@ def _writable_project(
     project_id: uuid.UUID | str,
     *,
     found: bool = False,
+    lock: bool = True,
 ) -> Project:
     """The project, share-locked so it cannot be archived under this write.
 
@@ -274,7 +277,7 @@ def _writable_project(
             session=session,
             principal=principal,
             project_id=uuid.UUID(str(project_id)),
-            for_share=True,
+            for_share=lock,
         )
     except NotFound:
         if found:
