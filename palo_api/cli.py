@@ -228,13 +228,35 @@ def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) 
         )
 
 
+class _Text(click.ParamType[str]):
+    """Text a database can store: valid UTF-8 from the shell, no NUL."""
+
+    name = "text"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        try:
+            # Bytes that are not UTF-8 reach Python as lone surrogates.
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("is not valid UTF-8 text", param, ctx)
+        if "\x00" in text:
+            self.fail("must not contain NUL characters", param, ctx)
+        return text
+
+
+TEXT = _Text()
+
+
 @cli.group(name="admin")
 def admin_group() -> None:
     """Organizations, users and API clients."""
 
 
 @admin_group.command("create-org")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=TEXT)
 @click.option("--plan", required=True, type=click.Choice(PLANS))
 def create_org(name: str, plan: str) -> None:
     """Create an organization."""
@@ -259,8 +281,8 @@ def set_plan(org_id: uuid.UUID, plan: str) -> None:
 
 @admin_group.command("create-user")
 @click.option("--org", "org_id", required=True, type=click.UUID)
-@click.option("--email", required=True)
-@click.option("--name", required=True)
+@click.option("--email", required=True, type=TEXT)
+@click.option("--name", required=True, type=TEXT)
 @click.option(
     "--org-role", default="member", show_default=True, type=click.Choice(ORG_ROLES)
 )
@@ -277,7 +299,7 @@ def create_user(org_id: uuid.UUID, email: str, name: str, org_role: str) -> None
 
 @admin_group.command("create-client")
 @click.option("--user", "user_id", required=True, type=click.UUID)
-@click.option("--name", default=None)
+@click.option("--name", default=None, type=TEXT)
 def create_client(user_id: uuid.UUID, name: str | None) -> None:
     """Create API credentials; the secret is printed only here."""
 
@@ -296,7 +318,7 @@ def create_client(user_id: uuid.UUID, name: str | None) -> None:
 
 
 @admin_group.command("disable-client")
-@click.option("--client", "client_id", required=True)
+@click.option("--client", "client_id", required=True, type=TEXT)
 def disable_client(client_id: str) -> None:
     """Disable a client; its tokens stop working at once."""
     _run(

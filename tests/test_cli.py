@@ -117,6 +117,22 @@ def test_bad_input_exits_non_zero_with_a_message_and_no_json(palo, args) -> None
     assert result.stderr.strip()
 
 
+@pytest.mark.parametrize("bad", ["caf\udce9@example.com", "a\x00b@example.com"])
+@pytest.mark.parametrize("option", ["--email", "--name"])
+def test_text_the_database_cannot_store_is_a_usage_error(palo, option, bad) -> None:
+    args = {"--email": "ok@example.com", "--name": "Ok", option: bad}
+    org = palo("admin", "create-org", "--name", "Org", "--plan", "business")
+
+    flags = [part for pair in args.items() for part in pair]
+
+    result = palo("admin", "create-user", "--org", org["id"], *flags, ok=False)
+
+    assert result.exit_code == 2, result.output
+    assert option in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
 def test_create_user_refuses_a_taken_email(palo) -> None:
     org = palo("admin", "create-org", "--name", "Acme", "--plan", "business")
     email = f"{uuid.uuid4().hex}@acme.io"
