@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import uuid
@@ -186,6 +187,14 @@ def _rfc3339(
         ) from exc
 
 
+def _finite(param: click.Parameter, value: float) -> float:
+    # FloatRange lets NaN through (every comparison with it is false), and a
+    # NaN deadline would never pass.
+    if math.isnan(value):
+        raise click.BadParameter("must be a number", param=param)
+    return value
+
+
 @cli.command("purge")
 @click.option(
     "--as-of",
@@ -207,6 +216,7 @@ def _rfc3339(
     default=retention.DEFAULT_WAIT_SECONDS,
     show_default=True,
     type=click.FloatRange(0, 3600),
+    callback=lambda _ctx, param, value: _finite(param, value),
     help="Seconds to wait, without progress, for due projects others hold locked.",
 )
 def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) -> None:

@@ -615,6 +615,19 @@ def test_palo_purge_as_of_in_the_future_purges_what_will_be_due(
     assert_error(build.get(tree), 404, "not_found")
 
 
+@pytest.mark.parametrize("wait", ["nan", "-1", "inf", "soon"])
+def test_palo_purge_refuses_a_wait_that_is_not_a_bounded_number(
+    palo, build: Builder, runtime: Runtime, admin_account: Account, wait: str
+) -> None:
+    tree = build.due(admin_account, tickets=1)
+
+    result = palo("--wait", wait)
+
+    assert result.exit_code == 2, result.output
+    assert "--wait" in result.stderr
+    assert _rows(runtime, tree) == _whole(tree)
+
+
 def test_palo_purge_refuses_an_as_of_beyond_the_calendar_in_utc(
     palo, build: Builder, runtime: Runtime, admin_account: Account
 ) -> None:
