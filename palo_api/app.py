@@ -28,7 +28,7 @@ from palo_api import errors
 from palo_api.config import Settings
 from palo_api.db.engine import WriterQueueTimeout
 from palo_api.errors import ApiError
-from palo_api.middleware import RequestContextMiddleware
+from palo_api.middleware import QuotaMiddleware, RequestContextMiddleware
 from palo_api.runtime import Runtime
 from palo_api.validation import VALIDATOR_MAP
 
@@ -97,6 +97,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         RequestContextMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         runtime=runtime,
+    )
+    app.add_middleware(
+        QuotaMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION, runtime=runtime
     )
     _serve_document(app, spec)
     _register_error_handlers(app, spec)

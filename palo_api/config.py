@@ -44,6 +44,9 @@ class Settings:
     head_timeout_seconds: int = 30
     validate_responses: bool = False
     log_level: str = "INFO"
+    login_max_failures: int = 10
+    login_max_failures_per_address: int = 50
+    login_window_seconds: int = 900
 
     @property
     def active_signing_key(self) -> SigningKey:
@@ -82,6 +85,13 @@ class Settings:
             validate_responses=_bool(env, "PALO_VALIDATE_RESPONSES", False),
             log_level=_choice(
                 env, "PALO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            login_max_failures=_int(env, "PALO_LOGIN_MAX_FAILURES", 10, 1, 10_000),
+            login_max_failures_per_address=_int(
+                env, "PALO_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, 1, 100_000
+            ),
+            login_window_seconds=_int(
+                env, "PALO_LOGIN_WINDOW_SECONDS", 900, 1, 7 * 86400
             ),
         )
 

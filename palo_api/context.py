@@ -17,6 +17,9 @@ class RequestState:
 
     runtime: Runtime
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Headers an inner layer asks to put on the response, error or not (the
+    # quota's): the outermost middleware stamps them, as it does X-Request-ID.
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 _current: ContextVar[RequestState] = ContextVar("palo_request")

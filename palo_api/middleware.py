@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palo_api.context import RequestState, bind
+from palo_api.context import RequestState, bind, current
 from palo_api.errors import (
     ApiError,
     BadRequest,
@@ -20,6 +22,8 @@ from palo_api.errors import (
     error_response,
 )
 from palo_api.runtime import Runtime
+from palo_api.services import quotas
+from palo_api.services.auth import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,11 @@ logger = logging.getLogger(__name__)
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 UI = "/v1/ui/"
+# The token operations never count against the daily quota (DESIGN.md).
+# Connexion's routing names an operation by the handler it resolves to.
+UNCOUNTED = frozenset(
+    {"palo_api.handlers.auth.create_token", "palo_api.handlers.auth.refresh_token"}
+)
 SINGLETON_HEADERS = ("host", "authorization", "content-type", "x-request-id")
 # A host name or IPv4 address, or an IPv6 literal, with an optional port.
 HOST = re.compile(
@@ -65,7 +74,8 @@ class RequestContextMiddleware:
 
         headers = Headers(scope=scope)
         request_id = incoming_request_id(headers.get("x-request-id")) or uuid.uuid4()
-        bind(RequestState(runtime=self.runtime, request_id=request_id))
+        state = RequestState(runtime=self.runtime, request_id=request_id)
+        bind(state)
         stamp = str(request_id)
         started = False
 
@@ -73,7 +83,10 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)["X-Request-ID"] = stamp
+                stamped = MutableHeaders(scope=message)
+                for name, value in state.response_headers.items():
+                    stamped.setdefault(name, value)
+                stamped["X-Request-ID"] = stamp
             await send(message)
 
         if scope["path"] == UI.rstrip("/"):
@@ -161,6 +174,53 @@ class RequestContextMiddleware:
             return message
 
         return receive_capped
+
+
+class QuotaMiddleware:
+    """Counts each authenticated request against its organization's quota.
+
+    It sits after Connexion's security check and before request validation,
+    so every request that authenticated counts, whatever its status, and a
+    spent quota is refused before any other work. The token operations do
+    not count.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = _principal(scope)
+        if principal is not None and _operation_id(scope) not in UNCOUNTED:
+            database = self.runtime.database
+
+            def take() -> quotas.QuotaState | None:
+                with database.write() as session:
+                    state = quotas.take(
+                        session=session,
+                        org_id=principal.org_id,
+                        plan=principal.plan,
+                        now=datetime.now(UTC),
+                    )
+                    session.commit()
+                    return state
+
+            quota = await run_in_threadpool(take)
+            if quota is not None:
+                current().response_headers.update(quota.headers())
+        await self.app(scope, receive, send)
+
+
+def _principal(scope: Scope) -> Principal | None:
+    token_info = scope.get("extensions", {}).get("connexion_context", {})
+    principal = (token_info.get("token_info") or {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def _operation_id(scope: Scope) -> str | None:
+    routing = scope.get("extensions", {}).get("connexion_routing", {})
+    operation_id = routing.get("operation_id")
+    return operation_id if isinstance(operation_id, str) else None
 
 
 def _check_head(scope: Scope, headers: Headers) -> ApiError | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from palo_api.config import Settings
 from palo_api.db.engine import Database
 from palo_api.secrets import SecretHasher
+from palo_api.services.throttle import LoginThrottler
 from palo_api.tokens import TokenService
 
 
@@ -16,13 +17,16 @@ class Runtime:
     database: Database
     tokens: TokenService
     hasher: SecretHasher
+    throttle: LoginThrottler
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         """Build the engine, key set and hasher for ``settings``."""
+        database = Database(settings.database_url)
         return cls(
             settings=settings,
-            database=Database(settings.database_url),
+            database=database,
             tokens=TokenService(settings),
             hasher=SecretHasher(),
+            throttle=LoginThrottler(database, settings),
         )

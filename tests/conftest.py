@@ -21,7 +21,7 @@ from palo_api.app import create_app
 from palo_api.config import Settings
 from palo_api.db import migrate
 from palo_api.db.engine import normalise_url
-from palo_api.db.models import ProjectMember
+from palo_api.db.models import LoginThrottle, ProjectMember
 from palo_api.runtime import Runtime
 from palo_api.services import admin
 
@@ -203,3 +203,18 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _forget_failed_logins(request: pytest.FixtureRequest) -> None:
+    """Start each test that calls the API without earlier tests' login failures.
+
+    Every test client calls from the same address, so failures of earlier
+    tests would otherwise add up to that address's limit.
+    """
+    if "client" not in request.fixturenames and "app" not in request.fixturenames:
+        return
+    runtime: Runtime = request.getfixturevalue("runtime")
+    with runtime.database.write() as session:
+        session.execute(sa.delete(LoginThrottle))
+        session.commit()

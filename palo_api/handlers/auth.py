@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from connexion.context import context as connexion_context
+from connexion.context import request as connexion_request
 from starlette.concurrency import run_in_threadpool
 
 from palo_api.errors import BadRequest, InvalidClient
@@ -20,6 +22,12 @@ async def create_token(body: dict[str, Any]) -> Reply:
     # without holding threads, which every other request needs too.
     client_id, client_secret = _credentials(body)
     rt = runtime()
+    # Throttled attempts are refused here, before any secret is hashed.
+    reservation = await run_in_threadpool(
+        functools.partial(
+            rt.throttle.reserve, client_id=client_id, address=_source_address()
+        )
+    )
 
     def find() -> auth.StoredClient | None:
         with rt.database.read() as session:
@@ -32,12 +40,19 @@ async def create_token(body: dict[str, Any]) -> Reply:
     issued = auth.issue_token(
         tokens=rt.tokens, client_id=client_id, client=client, secret_valid=valid
     )
+    await run_in_threadpool(rt.throttle.release, reservation)
     return token_out.dump(issued), 200, NO_STORE
 
 
 def refresh_token() -> Reply:
     issued = auth.refresh_token(tokens=runtime().tokens, principal=caller())
     return token_out.dump(issued), 200, NO_STORE
+
+
+def _source_address() -> str | None:
+    """The caller's address, as the server saw it or a trusted proxy forwarded it."""
+    client = connexion_request.client
+    return client.host if client else None
 
 
 def _credentials(body: dict[str, Any]) -> tuple[str, str]:

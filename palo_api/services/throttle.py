@@ -1,0 +1,167 @@
+"""Throttling of failed token requests, per client id and per source address.
+
+Counts live in ``login_throttles`` so that every worker of every host sees
+the same ones. Each key has a fixed window that opens with its first
+attempt. An attempt takes its place in the window *before* the secret is
+checked, in one short transaction, so a burst of parallel guesses cannot
+all slip past the check while the slow hashes run; a successful attempt
+gives its place back. Once a key holds its maximum, every attempt, even
+with the right secret, is refused until the window ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from palo_api.config import Settings
+from palo_api.db.engine import Database
+from palo_api.db.models import LoginThrottle
+from palo_api.errors import TooManyRequests
+
+# Expired windows are swept at most this often per process.
+SWEEP_INTERVAL_SECONDS = 60.0
+SWEEP_BATCH = 1000
+
+
+class TooManyAttempts(TooManyRequests):
+    code = "too_many_attempts"
+    default_message = "Too many failed attempts; try again later."
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The places an attempt took: each key with the window it counted in."""
+
+    windows: dict[str, datetime]
+
+
+def client_key(client_id: str) -> str:
+    """The key of a client id; hashed, since anyone may send any string."""
+    digest = hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"client:{digest}"
+
+
+def address_key(address: str | None) -> str:
+    """The key of a source address; an IPv6 client is one /64 network.
+
+    One host usually holds a whole IPv6 /64, and would otherwise get a fresh
+    allowance from each of its addresses. An IPv4-mapped IPv6 address counts
+    as its IPv4 address.
+    """
+    if not address:
+        return "address:unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"address:{address[:200]}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"address:{parsed.ipv4_mapped}"
+        return f"address:{ipaddress.IPv6Network((parsed, 64), strict=False)}"
+    return f"address:{parsed}"
+
+
+class LoginThrottler:
+    """Reserves, refuses and gives back places in the failure windows."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.window = timedelta(seconds=settings.login_window_seconds)
+        self.max_per_client = settings.login_max_failures
+        self.max_per_address = settings.login_max_failures_per_address
+        self._sweep_lock = threading.Lock()
+        self._last_sweep = -math.inf
+
+    def reserve(
+        self, *, client_id: str, address: str | None, now: datetime | None = None
+    ) -> Reservation:
+        """Take one place per key, or raise TooManyAttempts (nothing taken)."""
+        now = now or datetime.now(UTC)
+        limits = {
+            client_key(client_id): self.max_per_client,
+            address_key(address): self.max_per_address,
+        }
+        windows: dict[str, datetime] = {}
+        with self.database.write() as session:
+            # One lock order for every request, so two never wait on each other.
+            for key in sorted(limits):
+                windows[key] = self._take(session, key, limits[key], now)
+            session.commit()
+        self._maybe_sweep(now)
+        return Reservation(windows=windows)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give the places back: the attempt succeeded, so it was no failure."""
+        with self.database.write() as session:
+            for key, window_start in sorted(reservation.windows.items()):
+                session.execute(
+                    update(LoginThrottle)
+                    .where(
+                        LoginThrottle.key == key,
+                        LoginThrottle.window_start == window_start,
+                        LoginThrottle.failures > 0,
+                    )
+                    .values(failures=LoginThrottle.failures - 1)
+                )
+            session.commit()
+
+    def _take(self, session: Session, key: str, limit: int, now: datetime) -> datetime:
+        """Count one attempt on ``key`` and return its window's start."""
+        insert = (
+            postgresql.insert
+            if session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert
+        )
+        statement = insert(LoginThrottle).values(key=key, window_start=now, failures=0)
+        # A no-op update rather than DO NOTHING: it locks the row until commit,
+        # and if a sweep deletes the row meanwhile, the insert happens instead.
+        locked = statement.on_conflict_do_update(
+            index_elements=[LoginThrottle.key],
+            set_={"key": statement.excluded.key},
+        ).returning(LoginThrottle.window_start, LoginThrottle.failures)
+        window_start, failures = session.execute(locked).one()
+        if window_start + self.window <= now:
+            window_start, failures = now, 0
+        if failures >= limit:
+            ends = window_start + self.window
+            seconds = max(math.ceil((ends - now).total_seconds()), 1)
+            raise TooManyAttempts(
+                "Too many failed attempts for this client or from this address; "
+                f"try again in {seconds} seconds.",
+                headers={"Retry-After": str(seconds)},
+            )
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == key)
+            .values(window_start=window_start, failures=failures + 1)
+        )
+        return window_start
+
+    def _maybe_sweep(self, now: datetime) -> None:
+        """Delete windows that ended, at most once a minute per process."""
+        moment = time.monotonic()
+        with self._sweep_lock:
+            if moment - self._last_sweep < SWEEP_INTERVAL_SECONDS:
+                return
+            self._last_sweep = moment
+        expired = (
+            select(LoginThrottle.key)
+            .where(LoginThrottle.window_start <= now - self.window)
+            .limit(SWEEP_BATCH)
+        )
+        with self.database.write() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Never wait for a window another request is using.
+                expired = expired.with_for_update(skip_locked=True)
+            session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(expired)))
+            session.commit()

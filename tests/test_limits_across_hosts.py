@@ -1,0 +1,193 @@
+"""Quotas and login throttling are exact across processes and hosts.
+
+Two `palo serve` servers (two "hosts", two gunicorn workers each) share the
+test database; several client processes fire at both at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from palo_api.config import Settings
+from palo_api.runtime import Runtime
+from tests.conftest import TEST_SIGNING_KEYS, Factory
+from tests.test_quotas import set_used, used_today
+
+pytestmark = pytest.mark.slow
+
+LEFT = 30
+CLIENT_PROCESSES = 4
+REQUESTS_PER_PROCESS = 25
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _start(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PALO_DATABASE_URL": url,
+        "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
+        "PALO_LOG_LEVEL": "WARNING",
+    }
+    palo = Path(sys.executable).with_name("palo")
+    return subprocess.Popen(
+        [str(palo), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_until_up(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "palo serve exited"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/v1/openapi.json")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+        finally:
+            conn.close()
+    pytest.fail("palo serve did not start")
+
+
+@pytest.fixture
+def two_hosts(database_url: str) -> Iterator[list[int]]:
+    ports = [_free_port(), _free_port()]
+    processes = [_start(database_url, port) for port in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_until_up(port, process)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def _get(port: int, token: str) -> tuple[int, str | None, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "GET", "/v1/projects", headers={"Authorization": f"Bearer {token}"}
+        )
+        response = conn.getresponse()
+        response.read()
+        return (
+            response.status,
+            response.getheader("X-RateLimit-Remaining"),
+            response.getheader("Retry-After"),
+        )
+    finally:
+        conn.close()
+
+
+def _fire(
+    ports: list[int], token: str, count: int, start_at: float
+) -> list[tuple[int, str | None, str | None]]:
+    """One client process: ``count`` requests at once, spread over the hosts."""
+    time.sleep(max(start_at - time.time(), 0))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [
+            pool.submit(_get, ports[i % len(ports)], token) for i in range(count)
+        ]
+        return [future.result() for future in futures]
+
+
+def test_exactly_the_quota_is_served_across_processes_and_hosts(
+    two_hosts: list[int], factory: Factory, runtime: Runtime
+) -> None:
+    account = factory.account(factory.org("business"))
+    set_used(runtime, account.org_id, 1000 - LEFT)
+    start_at = time.time() + 2
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(CLIENT_PROCESSES) as pool:
+        batches = pool.starmap(
+            _fire,
+            [(two_hosts, account.token, REQUESTS_PER_PROCESS, start_at)]
+            * CLIENT_PROCESSES,
+        )
+    results = [result for batch in batches for result in batch]
+
+    served = [remaining for status, remaining, _ in results if status == 200]
+    refused = [retry for status, _, retry in results if status == 429]
+    assert len(results) == CLIENT_PROCESSES * REQUESTS_PER_PROCESS
+    assert len(served) == LEFT
+    assert len(refused) == len(results) - LEFT
+    # Each remaining count was handed out exactly once.
+    assert sorted(int(r) for r in served if r is not None) == list(range(LEFT))
+    assert all(retry is not None and int(retry) > 0 for retry in refused)
+    assert used_today(runtime, account.org_id) == 1000
+
+
+def _post_token(port: int, client_id: str, secret: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = json.dumps({"client_id": client_id, "client_secret": secret})
+        conn.request(
+            "POST",
+            "/v1/auth/token",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())["error"]
+    finally:
+        conn.close()
+
+
+def _guess(
+    ports: list[int], client_id: str, count: int, start_at: float
+) -> list[tuple[int, str]]:
+    """One attacker process: ``count`` wrong secrets at once over the hosts."""
+    time.sleep(max(start_at - time.time(), 0))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [
+            pool.submit(_post_token, ports[i % len(ports)], client_id, f"guess-{i}")
+            for i in range(count)
+        ]
+        return [future.result() for future in futures]
+
+
+def test_a_burst_of_guesses_gets_exactly_the_allowed_failures(
+    two_hosts: list[int], factory: Factory, settings: Settings
+) -> None:
+    account = factory.account()
+    start_at = time.time() + 2
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(CLIENT_PROCESSES) as pool:
+        batches = pool.starmap(
+            _guess,
+            [(two_hosts, account.client_id, 10, start_at)] * CLIENT_PROCESSES,
+        )
+    answers = [answer for batch in batches for answer in batch]
+
+    # Every guess took its place before its secret was checked, so no more
+    # than the allowed number reached the check, however many ran at once.
+    assert answers.count((401, "invalid_client")) == settings.login_max_failures
+    assert answers.count((429, "too_many_attempts")) == (
+        len(answers) - settings.login_max_failures
+    )
