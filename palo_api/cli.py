@@ -141,6 +141,9 @@ def serve(host: str, port: int, workers: int) -> None:
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--graceful-timeout", "20",
+        # Only these peers may say, in X-Forwarded-For, whom they forward
+        # for; the login throttle counts per source address.
+        "--forwarded-allow-ips", settings.trusted_proxies,
         "--access-logfile", "-",
         # gunicorn's control socket has one fixed path per machine user, so
         # two servers on one host would take it from each other.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -47,6 +48,7 @@ class Settings:
     login_max_failures: int = 10
     login_max_failures_per_address: int = 50
     login_window_seconds: int = 900
+    trusted_proxies: str = "127.0.0.1,::1"
 
     @property
     def active_signing_key(self) -> SigningKey:
@@ -93,6 +95,7 @@ class Settings:
             login_window_seconds=_int(
                 env, "PALO_LOGIN_WINDOW_SECONDS", 900, 1, 7 * 86400
             ),
+            trusted_proxies=_networks(env, "PALO_TRUSTED_PROXIES", cls.trusted_proxies),
         )
 
 
@@ -169,6 +172,23 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> str:
+    """Comma-separated addresses or networks (or ``*``), checked and normalised."""
+    raw = env.get(name, default)
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name} must list IP addresses or networks separated by commas "
+                f"(or *), and {item!r} is neither"
+            ) from None
+    return ",".join(items)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

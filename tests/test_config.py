@@ -77,6 +77,11 @@ def test_configured_keys_are_used_and_no_file_is_made(tmp_path: Path) -> None:
         ("PALO_DATABASE_URL", "not a url"),
         ("PALO_DATABASE_URL", "mysql://root@localhost/palo"),
         ("PALO_DATABASE_URL", ""),
+        ("PALO_LOGIN_MAX_FAILURES", "0"),
+        ("PALO_LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+        ("PALO_LOGIN_WINDOW_SECONDS", "-5"),
+        ("PALO_TRUSTED_PROXIES", "10.0.0.1,proxy.internal"),
+        ("PALO_TRUSTED_PROXIES", "10.0.0.0/33"),
     ],
 )
 def test_bad_value_is_refused_naming_the_setting(
@@ -94,3 +99,12 @@ def test_unreadable_key_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="PALO_SIGNING_KEY_FILE"):
         Settings.from_env({"PALO_SIGNING_KEY_FILE": str(key_file)})
+
+
+def test_trusted_proxies_take_addresses_and_networks(tmp_path: Path) -> None:
+    env = {
+        "PALO_SIGNING_KEY_FILE": str(tmp_path / "k"),
+        "PALO_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,",
+    }
+
+    assert Settings.from_env(env).trusted_proxies == "10.0.0.0/8,fd00::1"

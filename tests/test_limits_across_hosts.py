@@ -19,9 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from palo_api.config import Settings
+from palo_api.db.models import LoginThrottle
 from palo_api.runtime import Runtime
+from palo_api.services.throttle import address_key
 from tests.conftest import TEST_SIGNING_KEYS, Factory
 from tests.test_quotas import set_used, used_today
 
@@ -39,12 +42,13 @@ def _free_port() -> int:
         return port
 
 
-def _start(url: str, port: int) -> subprocess.Popen[bytes]:
+def _start(url: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PALO_DATABASE_URL": url,
         "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
         "PALO_LOG_LEVEL": "WARNING",
+        **extra,
     }
     palo = Path(sys.executable).with_name("palo")
     return subprocess.Popen(
@@ -171,10 +175,17 @@ def _guess(
         return [future.result() for future in futures]
 
 
+def _forget_logins(runtime: Runtime) -> None:
+    with runtime.database.write() as session:
+        session.execute(sa.delete(LoginThrottle))
+        session.commit()
+
+
 def test_a_burst_of_guesses_gets_exactly_the_allowed_failures(
-    two_hosts: list[int], factory: Factory, settings: Settings
+    two_hosts: list[int], factory: Factory, settings: Settings, runtime: Runtime
 ) -> None:
     account = factory.account()
+    _forget_logins(runtime)
     start_at = time.time() + 2
 
     context = multiprocessing.get_context("spawn")
@@ -191,3 +202,41 @@ def test_a_burst_of_guesses_gets_exactly_the_allowed_failures(
     assert answers.count((429, "too_many_attempts")) == (
         len(answers) - settings.login_max_failures
     )
+
+
+@pytest.mark.parametrize(
+    ("trusted", "counted_as"),
+    [
+        ({}, "198.51.100.77"),
+        ({"PALO_TRUSTED_PROXIES": "192.0.2.1"}, "127.0.0.1"),
+    ],
+    ids=["from a trusted proxy", "from anyone else"],
+)
+def test_the_forwarded_address_counts_only_from_a_trusted_proxy(
+    database_url: str, runtime: Runtime, trusted: dict[str, str], counted_as: str
+) -> None:
+    port = _free_port()
+    process = _start(database_url, port, **trusted)
+    try:
+        _wait_until_up(port, process)
+        _forget_logins(runtime)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(
+            "POST",
+            "/v1/auth/token",
+            body=json.dumps({"client_id": "cli_x", "client_secret": "guess"}),
+            headers={
+                "Content-Type": "application/json",
+                "X-Forwarded-For": "198.51.100.77",
+            },
+        )
+        assert conn.getresponse().status == 401
+        conn.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    with runtime.database.read() as session:
+        keys = set(session.scalars(sa.select(LoginThrottle.key)))
+    assert address_key(counted_as) in keys
+    assert len(keys) == 2

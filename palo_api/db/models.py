@@ -361,5 +361,5 @@ class LoginThrottle(Base):
     __tablename__ = "login_throttles"
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
