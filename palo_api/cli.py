@@ -9,11 +9,13 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from palo_api.logs import configure_logging
 from palo_api.runtime import Runtime
 from palo_api.schemas import client_out, organization_out, user_out
 from palo_api.services import admin, retention
+from palo_api.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +242,67 @@ def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) 
             f"{counts.still_due} due project(s) stayed locked by other "
             f"transactions for {wait_seconds:g} s; run `palo purge` again."
         )
+
+
+@cli.command("worker")
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Deliveries attempted at once.",
+)
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    callback=lambda _ctx, param, value: _finite(param, value),
+    help="Seconds between looks for work when there is none.",
+)
+@click.option(
+    "--lease-seconds",
+    default=60,
+    show_default=True,
+    type=click.IntRange(15, 3600),
+    help="How long a claimed delivery stays ours; a worker that dies "
+    "mid-attempt has it retried after this.",
+)
+@click.option(
+    "--housekeeping-interval",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(1, 7 * 86400),
+    callback=lambda _ctx, param, value: _finite(param, value),
+    help="Seconds between retention purges and clean-ups of old delivery logs.",
+)
+def worker_command(
+    concurrency: int,
+    poll_interval: float,
+    lease_seconds: int,
+    housekeeping_interval: float,
+) -> None:
+    """Deliver webhook events until SIGTERM; purge expired projects periodically."""
+    options = WorkerOptions(
+        concurrency=concurrency,
+        poll_seconds=poll_interval,
+        lease=timedelta(seconds=lease_seconds),
+        housekeeping_seconds=housekeeping_interval,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info(
+            "%s received: finishing the attempts in flight", signal.Signals(signum).name
+        )
+        stop.set()
+
+    with _migrated_runtime() as runtime:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        logger.info("worker started (concurrency %d)", concurrency)
+        Worker(runtime, options).run(stop)
+    logger.info("worker stopped")
 
 
 class _Text(click.ParamType[str]):

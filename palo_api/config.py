@@ -49,6 +49,7 @@ class Settings:
     login_max_failures_per_address: int = 50
     login_window_seconds: int = 900
     trusted_proxies: str = "127.0.0.1,::1"
+    webhook_allow_private_targets: bool = False
 
     @property
     def active_signing_key(self) -> SigningKey:
@@ -96,6 +97,9 @@ class Settings:
                 env, "PALO_LOGIN_WINDOW_SECONDS", 900, 1, 7 * 86400
             ),
             trusted_proxies=_networks(env, "PALO_TRUSTED_PROXIES", cls.trusted_proxies),
+            webhook_allow_private_targets=_bool(
+                env, "PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS", False
+            ),
         )
 
 

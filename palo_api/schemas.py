@@ -140,3 +140,42 @@ token_out = TokenOut()
 organization_out = OrganizationOut()
 user_out = UserOut()
 client_out = ClientOut()
+
+
+class WebhookOut(Schema):
+    id = fields.UUID()
+    url = fields.String()
+    events = fields.List(fields.String())
+    project_id = fields.UUID(allow_none=True)
+    description = fields.String(allow_none=True)
+    active = fields.Boolean()
+    disabled_reason = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class WebhookWithSecretOut(WebhookOut):
+    secret = fields.String()
+
+
+class DeliveryAttemptOut(Schema):
+    attempted_at = Timestamp()
+    status_code = fields.Integer(allow_none=True)
+    duration_ms = fields.Integer()
+    error = fields.String(allow_none=True)
+
+
+class WebhookDeliveryOut(Schema):
+    id = fields.UUID()
+    webhook_id = fields.UUID()
+    event_id = fields.UUID()
+    event_type = fields.String()
+    status = fields.String()
+    attempts = fields.List(fields.Nested(DeliveryAttemptOut))
+    created_at = Timestamp()
+    next_attempt_at = Timestamp(allow_none=True)
+
+
+webhook_out = WebhookOut()
+webhook_with_secret_out = WebhookWithSecretOut()
+webhook_delivery_out = WebhookDeliveryOut()

@@ -26,6 +26,7 @@ from tests.conftest import Account, Factory, assert_error
 from tests.test_openapi_document import NOT_BUILT, OPERATIONS
 from tests.test_quotas import quota_headers, set_plan
 
+HOOK_URL = "https://93.184.216.34/hook"
 ROLES = ("outsider", "nonmember", "viewer", "member", "admin", "org_admin")
 # Roles that must not be able to tell the project exists.
 BLIND = ("outsider", "nonmember")
@@ -42,6 +43,9 @@ class World:
     # who is not in the project yet, to invite.
     extra: Account
     invitee: Account
+    # A webhook of the project, and a delivery of it.
+    webhook_id: str
+    delivery_id: str
 
 
 def build_world(client: TestClient, factory: Factory) -> World:
@@ -62,12 +66,24 @@ def build_world(client: TestClient, factory: Factory) -> World:
     factory.add_member(project["id"], callers["member"], "member")
     factory.add_member(project["id"], extra, "member")
     ticket = factory.ticket(client, callers["member"], project["id"])
+    hook = client.post(
+        "/v1/webhooks",
+        json={
+            "url": HOOK_URL,
+            "events": ["ticket.created"],
+            "project_id": project["id"],
+        },
+        headers=admin.headers,
+    ).json()
+    ping = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin.headers).json()
     return World(
         callers=callers,
         project_id=project["id"],
         ticket_id=ticket["id"],
         extra=extra,
         invitee=factory.account(org),
+        webhook_id=hook["id"],
+        delivery_id=ping["id"],
     )
 
 
@@ -134,11 +150,13 @@ def _ticket(w: World, _me: Account, suffix: str = "") -> str:
     return f"/v1/tickets/{w.ticket_id}{suffix}"
 
 
-def _webhook(path: str, method: str = "GET", json: Any = None) -> Build:
-    def build(_w: World, _me: Account) -> Call:
-        return Call(method, path.format(id=uuid.uuid4(), delivery=uuid.uuid4()), json)
+def _webhook(w: World, _me: Account, suffix: str = "") -> str:
+    return f"/v1/webhooks/{w.webhook_id}{suffix}"
 
-    return build
+
+# Webhooks are seen only by those who manage them: a project's admins and
+# the org admins. Everyone else gets 404, whatever their role elsewhere.
+MANAGERS_ONLY = (404, 404, 404, 404)
 
 
 TABLE: dict[str, Row] = {
@@ -213,32 +231,48 @@ TABLE: dict[str, Row] = {
         lambda w, me: Call("POST", _ticket(w, me, "/comments"), json={"body": "Hi"}),
         statuses(404, 404, 403, 201, 201, 201),
     ),
-    # The webhook handlers are not built yet: every caller gets 501 until
-    # they land, and then these rows get their real statuses.
-    "list_webhooks": Row(_webhook("/v1/webhooks"), everyone(501)),
+    "list_webhooks": Row(lambda w, me: Call("GET", "/v1/webhooks"), everyone(200)),
     "create_webhook": Row(
-        _webhook(
-            "/v1/webhooks",
+        lambda w, me: Call(
             "POST",
-            {"url": "https://example.com/hook", "events": ["ticket.created"]},
+            "/v1/webhooks",
+            json={
+                "url": HOOK_URL,
+                "events": ["ticket.created"],
+                "project_id": w.project_id,
+            },
         ),
-        everyone(501),
+        statuses(422, 422, 403, 403, 201, 201),
     ),
-    "get_webhook": Row(_webhook("/v1/webhooks/{id}"), everyone(501)),
+    "get_webhook": Row(
+        lambda w, me: Call("GET", _webhook(w, me)), statuses(*MANAGERS_ONLY, 200, 200)
+    ),
     "update_webhook": Row(
-        _webhook("/v1/webhooks/{id}", "PATCH", {"description": "x"}), everyone(501)
+        lambda w, me: Call("PATCH", _webhook(w, me), json={"description": "x"}),
+        statuses(*MANAGERS_ONLY, 200, 200),
     ),
-    "delete_webhook": Row(_webhook("/v1/webhooks/{id}", "DELETE"), everyone(501)),
+    "delete_webhook": Row(
+        lambda w, me: Call("DELETE", _webhook(w, me)),
+        statuses(*MANAGERS_ONLY, 204, 204),
+        fresh=True,
+    ),
     "rotate_webhook_secret": Row(
-        _webhook("/v1/webhooks/{id}/rotate-secret", "POST"), everyone(501)
+        lambda w, me: Call("POST", _webhook(w, me, "/rotate-secret")),
+        statuses(*MANAGERS_ONLY, 200, 200),
     ),
-    "ping_webhook": Row(_webhook("/v1/webhooks/{id}/ping", "POST"), everyone(501)),
+    "ping_webhook": Row(
+        lambda w, me: Call("POST", _webhook(w, me, "/ping")),
+        statuses(*MANAGERS_ONLY, 202, 202),
+    ),
     "list_webhook_deliveries": Row(
-        _webhook("/v1/webhooks/{id}/deliveries"), everyone(501)
+        lambda w, me: Call("GET", _webhook(w, me, "/deliveries")),
+        statuses(*MANAGERS_ONLY, 200, 200),
     ),
     "redeliver_webhook_delivery": Row(
-        _webhook("/v1/webhooks/{id}/deliveries/{delivery}/redeliver", "POST"),
-        everyone(501),
+        lambda w, me: Call(
+            "POST", _webhook(w, me, f"/deliveries/{w.delivery_id}/redeliver")
+        ),
+        statuses(*MANAGERS_ONLY, 202, 202),
     ),
 }
 
@@ -313,22 +347,30 @@ def _swap_ids(call: Call, ids: dict[str, str]) -> Call:
     return Call(call.method, swap(call.path), json, call.params, call.data)
 
 
-REFUSALS_OF_THE_BLIND = [
+HIDDEN_REFUSALS = [
     pytest.param(operation_id, role, id=f"{operation_id}-{role}")
     for operation_id in sorted(TABLE)
-    for role in BLIND
+    for role in ROLES
     if TABLE[operation_id].expected[role] in (404, 422)
 ]
 
 
-@pytest.mark.parametrize(("operation_id", "role"), REFUSALS_OF_THE_BLIND)
+@pytest.mark.parametrize(("operation_id", "role"), HIDDEN_REFUSALS)
 def test_a_hidden_resource_is_refused_exactly_like_a_missing_one(
     client: TestClient, request: pytest.FixtureRequest, operation_id: str, role: str
 ) -> None:
     world = world_for(request, operation_id)
     me = world.callers[role]
     call = TABLE[operation_id].build(world, me)
-    ids = {world.project_id: str(uuid.uuid4()), world.ticket_id: str(uuid.uuid4())}
+    ids = {
+        known: str(uuid.uuid4())
+        for known in (
+            world.project_id,
+            world.ticket_id,
+            world.webhook_id,
+            world.delivery_id,
+        )
+    }
 
     hidden = send(client, call, me)
     missing = send(client, _swap_ids(call, ids), me)

@@ -693,26 +693,6 @@ def test_database_outage_answers_503_with_retry_after(
         assert leak not in response.text
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("GET", "/v1/webhooks", None),
-        ("GET", f"/v1/webhooks/{SOME_ID}", None),
-        ("POST", f"/v1/webhooks/{SOME_ID}/ping", None),
-    ],
-)
-def test_operation_not_built_yet_answers_501_in_spec_format(
-    client: TestClient,
-    admin_account: Account,
-    method: str,
-    path: str,
-    body: dict[str, str] | None,
-) -> None:
-    response = client.request(method, path, json=body, headers=admin_account.headers)
-
-    assert_error(response, 501, "not_implemented")
-
-
 # X-Request-ID.
 
 

@@ -329,6 +329,12 @@ class WebhookDelivery(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    attempts: Mapped[list[DeliveryAttempt]] = relationship(
+        order_by="(DeliveryAttempt.attempted_at, DeliveryAttempt.id)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
 
 class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
