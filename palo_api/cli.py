@@ -276,11 +276,22 @@ def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) 
     callback=lambda _ctx, param, value: _finite(param, value),
     help="Seconds between retention purges and clean-ups of old delivery logs.",
 )
+@click.option(
+    "--first-retry",
+    "first_retry_seconds",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    callback=lambda _ctx, param, value: _finite(param, value),
+    help="Seconds before the first retry; each later one waits about twice "
+    "as long, up to 12 h, for three days.",
+)
 def worker_command(
     concurrency: int,
     poll_interval: float,
     lease_seconds: int,
     housekeeping_interval: float,
+    first_retry_seconds: float,
 ) -> None:
     """Deliver webhook events until SIGTERM; purge expired projects periodically."""
     options = WorkerOptions(
@@ -288,6 +299,7 @@ def worker_command(
         poll_seconds=poll_interval,
         lease=timedelta(seconds=lease_seconds),
         housekeeping_seconds=housekeeping_interval,
+        first_retry=timedelta(seconds=first_retry_seconds),
     )
     stop = threading.Event()
 

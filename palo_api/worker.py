@@ -74,6 +74,7 @@ class WorkerOptions:
     lease: timedelta = timedelta(seconds=60)
     dispatch_batch: int = 500
     housekeeping_seconds: float = 3600.0
+    first_retry: timedelta = FIRST_RETRY
 
 
 @dataclass(frozen=True)
@@ -374,7 +375,11 @@ class Worker:
                 delivery.status, delivery.next_attempt_at = "failed", None
                 _disable(session, claimed.webhook_id, "The receiver answered 410 Gone.")
             else:
-                retry_at = now + _backoff(delivery.attempt_count, outcome.retry_after)
+                retry_at = now + _backoff(
+                    delivery.attempt_count,
+                    outcome.retry_after,
+                    first=self.options.first_retry,
+                )
                 if retry_at > delivery.created_at + GIVE_UP_AFTER:
                     delivery.status, delivery.next_attempt_at = "failed", None
                     if not _succeeded_since(
@@ -478,9 +483,11 @@ def _succeeded_since(session: Session, webhook_id: uuid.UUID, since: datetime) -
     return bool(session.scalar(query))
 
 
-def _backoff(attempts: int, retry_after: timedelta | None) -> timedelta:
+def _backoff(
+    attempts: int, retry_after: timedelta | None, *, first: timedelta = FIRST_RETRY
+) -> timedelta:
     """Exponential backoff with jitter, or the receiver's Retry-After if longer."""
-    base = min(FIRST_RETRY * 2 ** min(attempts - 1, 30), LONGEST_RETRY)
+    base = min(first * 2 ** min(attempts - 1, 30), LONGEST_RETRY)
     # "Equal jitter": between half and all of the base, so retries of many
     # deliveries spread out without ever coming back immediately.
     delay: timedelta = base / 2 + base / 2 * random.random()  # noqa: S311

@@ -16,6 +16,11 @@ workdir="$(mktemp -d)"
 export PALO_DATABASE_URL="${PALO_DATABASE_URL:-sqlite:///$workdir/contract.db}"
 export PALO_SIGNING_KEYS="contract:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export PALO_LOG_LEVEL=WARNING
+# Generated webhook URLs name hosts that resolve nowhere; allowing private
+# targets accepts them, so the stateful phase reaches a webhook's other
+# operations. No worker runs here, so nothing is ever sent. The guard itself
+# is tested in tests/test_webhooks.py and tests/test_targets.py.
+export PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS=true
 
 server_pid=""
 cleanup() {
