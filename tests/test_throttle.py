@@ -133,8 +133,10 @@ def test_an_address_is_throttled_across_client_ids(
 
     refused = attempt(address, member_account)
 
-    assert_error(refused, 429, "too_many_attempts")
+    body = assert_error(refused, 429, "too_many_attempts")
     assert int(refused.headers["Retry-After"]) > 0
+    assert "from this address" in body["message"]
+    assert "client" not in body["message"]
 
 
 @pytest.mark.parametrize(
@@ -260,3 +262,27 @@ def test_client_keys_are_bounded_whatever_the_client_id() -> None:
 
     assert len(keys) == 4
     assert all(len(key) == len("client:") + 64 for key in keys)
+
+
+def test_the_window_opens_with_the_first_failure_not_an_earlier_success(
+    address: TestClient, runtime: Runtime, settings: Settings, member_account: Account
+) -> None:
+    assert attempt(address, member_account).status_code == 200
+    age_windows(runtime, settings.login_window_seconds - 60)
+    fail(address, member_account, settings.login_max_failures)
+
+    refused = attempt(address, member_account)
+
+    assert_error(refused, 429, "too_many_attempts")
+    assert int(refused.headers["Retry-After"]) > settings.login_window_seconds - 30
+
+
+def test_the_refusal_says_which_limit_was_reached(
+    address: TestClient, settings: Settings, member_account: Account
+) -> None:
+    fail(address, member_account, settings.login_max_failures)
+
+    body = assert_error(attempt(address, member_account), 429, "too_many_attempts")
+
+    assert "for this client" in body["message"]
+    assert "address" not in body["message"]

@@ -130,14 +130,20 @@ class LoginThrottler:
             set_={"key": statement.excluded.key},
         ).returning(LoginThrottle.window_start, LoginThrottle.failures)
         window_start, failures = session.execute(locked).one()
-        if window_start + self.window <= now:
+        # A window with no failure left in it (its attempts all succeeded)
+        # starts again with this attempt, as does one that has ended.
+        if failures == 0 or window_start + self.window <= now:
             window_start, failures = now, 0
         if failures >= limit:
             ends = window_start + self.window
             seconds = max(math.ceil((ends - now).total_seconds()), 1)
+            source = (
+                "for this client"
+                if key.startswith("client:")
+                else ("from this address")
+            )
             raise TooManyAttempts(
-                "Too many failed attempts for this client or from this address; "
-                f"try again in {seconds} seconds.",
+                f"Too many failed attempts {source}; try again in {seconds} seconds.",
                 headers={"Retry-After": str(seconds)},
             )
         session.execute(
