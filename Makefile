@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench bench-tickets clean
+.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench bench-tickets bench-webhooks clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,17 @@ bench-tickets: $(BIN)/palo
 	createdb -h 127.0.0.1 -U postgres $(BENCH_PG_DB)
 	$(BIN)/python bench/seed_tickets.py --url $(BENCH_PG_URL) --tickets 1000000
 	$(BIN)/python bench/ticket_plans.py --url $(BENCH_PG_URL)
+
+## Webhook delivery under load: thousands of tickets, two workers, one receiver,
+## on a scratch PostgreSQL database ($(BENCH_HOOKS_DB), dropped and created again).
+BENCH_HOOKS_DB ?= palo_bench_hooks
+bench-webhooks: $(BIN)/palo
+	dropdb -h 127.0.0.1 -U postgres --if-exists $(BENCH_HOOKS_DB)
+	createdb -h 127.0.0.1 -U postgres $(BENCH_HOOKS_DB)
+	$(BIN)/python bench/webhooks_load.py --url postgresql://postgres@127.0.0.1:5432/$(BENCH_HOOKS_DB)
+	dropdb -h 127.0.0.1 -U postgres $(BENCH_HOOKS_DB)
+	createdb -h 127.0.0.1 -U postgres $(BENCH_HOOKS_DB)
+	$(BIN)/python bench/webhooks_load.py --backlog --url postgresql://postgres@127.0.0.1:5432/$(BENCH_HOOKS_DB)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

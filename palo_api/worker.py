@@ -148,9 +148,12 @@ class Worker:
                         in_flight.add(pool.submit(self.deliver, claimed))
                         busy = True
                 if in_flight:
+                    # With every slot taken, wait for one to free up rather
+                    # than look for work that could not be started anyway.
+                    full = len(in_flight) >= self.options.concurrency
                     done, in_flight = wait(
                         in_flight,
-                        timeout=0 if busy else self.options.poll_seconds,
+                        timeout=self.options.poll_seconds if full or not busy else 0,
                         return_when=FIRST_COMPLETED,
                     )
                     for future in done:
