@@ -29,7 +29,7 @@ from palo_api.config import ConfigError, Settings, configured_database_url
 from palo_api.db import migrate
 from palo_api.db.engine import normalise_url
 from palo_api.db.models import ORG_ROLES, PLANS
-from palo_api.db.types import utcnow
+from palo_api.db.types import rfc3339, utcnow
 from palo_api.errors import ApiError
 from palo_api.logs import configure_logging
 from palo_api.runtime import Runtime
@@ -235,8 +235,7 @@ def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) 
             batch_size=batch_size,
             wait_seconds=wait_seconds,
         )
-    shown = as_of.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    _emit({"as_of": shown, **counts.as_dict(), "still_due": counts.still_due})
+    _emit({"as_of": rfc3339(as_of), **counts.as_dict(), "still_due": counts.still_due})
     if counts.still_due:
         raise click.ClickException(
             f"{counts.still_due} due project(s) stayed locked by other "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, fields
+
+from palo_api.db.types import rfc3339
 
 
 class Timestamp(fields.Field[datetime]):
@@ -15,8 +17,7 @@ class Timestamp(fields.Field[datetime]):
         if value is None:
             return None
         assert isinstance(value, datetime)
-        text = value.astimezone(UTC).isoformat(timespec="microseconds")
-        return text.replace("+00:00", "Z")
+        return rfc3339(value)
 
 
 class ProjectMemberOut(Schema):

@@ -41,7 +41,7 @@ from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from palo_api.db.models import DeliveryAttempt, OutboxEvent, Webhook, WebhookDelivery
-from palo_api.db.types import utcnow
+from palo_api.db.types import rfc3339, utcnow
 from palo_api.runtime import Runtime
 from palo_api.services import retention, signing
 from palo_api.services.targets import (
@@ -207,7 +207,7 @@ class Worker:
                 envelope = {
                     "id": str(event.id),
                     "type": event.type,
-                    "created_at": _timestamp(event.created_at),
+                    "created_at": rfc3339(event.created_at),
                     "data": event.payload,
                 }
                 for hook in hooks.get(event.org_id, []):
@@ -526,12 +526,6 @@ def _failed(started: datetime, clock: float, error: str) -> Outcome:
 
 def _elapsed_ms(clock: float) -> int:
     return max(int((time.monotonic() - clock) * 1000), 0)
-
-
-def _timestamp(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
 
 
 def _log_failure(future: Future[Any]) -> None:

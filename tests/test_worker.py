@@ -120,6 +120,44 @@ def make_due(runtime: Runtime, webhook_id: str) -> None:
         session.commit()
 
 
+def ping(client: TestClient, account: Account, hook: dict[str, Any]) -> None:
+    response = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=account.headers)
+    assert response.status_code == 202, response.text
+
+
+def point_at(runtime: Runtime, hook: dict[str, Any], url: str) -> None:
+    """Change a webhook's URL behind the API's back (as DNS would)."""
+    with runtime.database.write() as session:
+        session.execute(
+            sa.update(Webhook)
+            .where(Webhook.id == uuid.UUID(hook["id"]))
+            .values(url=url)
+        )
+        session.commit()
+
+
+def age_pending(runtime: Runtime, hook: dict[str, Any], by: timedelta) -> None:
+    """Make a webhook's pending deliveries ``by`` older."""
+    with runtime.database.write() as session:
+        session.execute(
+            sa.update(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == uuid.UUID(hook["id"]),
+                WebhookDelivery.status == "pending",
+            )
+            .values(created_at=utcnow() - by)
+        )
+        session.commit()
+
+
+def resolving_worker(runtime: Runtime, receiver: Receiver, address: str) -> Worker:
+    return Worker(
+        runtime,
+        transport=httpx.MockTransport(receiver),
+        resolve=lambda _host, _port: [address],
+    )
+
+
 @pytest.fixture
 def project(client: TestClient, factory: Factory, admin_account: Account) -> str:
     project_id: str = factory.project(client, admin_account)["id"]
@@ -220,7 +258,7 @@ def test_a_receiver_failing_twice_gets_the_event_on_the_third_attempt(
     admin_account: Account,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     receiver.then(status(500), timeout)
 
     worker.run_once()
@@ -257,11 +295,11 @@ def test_a_410_disables_the_webhook_and_its_queue_waits(
     admin_account: Account,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     receiver.then(status(410))
 
     worker.run_once()
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     worker.run_once()
 
     read = client.get(f"/v1/webhooks/{hook['id']}", headers=admin_account.headers)
@@ -287,7 +325,7 @@ def test_redirects_are_not_followed(
     admin_account: Account,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     receiver.then(status(302, {"Location": "http://127.0.0.1/steal"}))
 
     worker.run_once()
@@ -309,7 +347,7 @@ def test_retry_after_is_honoured(
     form: str,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     later = datetime.now(UTC) + timedelta(hours=2)
     value = "7200" if form == "seconds" else format_datetime(later, usegmt=True)
     receiver.then(status(503, {"Retry-After": value}))
@@ -342,14 +380,8 @@ def test_a_delivery_gives_up_after_three_days_and_disables_a_dead_webhook(
     admin_account: Account,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
-    with runtime.database.write() as session:
-        session.execute(
-            sa.update(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == uuid.UUID(hook["id"]))
-            .values(created_at=utcnow() - timedelta(days=3))
-        )
-        session.commit()
+    ping(client, admin_account, hook)
+    age_pending(runtime, hook, timedelta(days=3))
     receiver.then(status(500))
 
     worker.run_once()
@@ -370,19 +402,10 @@ def test_a_webhook_that_succeeded_lately_stays_enabled_when_one_event_gives_up(
     admin_account: Account,
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     worker.run_once()  # succeeds
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
-    with runtime.database.write() as session:
-        session.execute(
-            sa.update(WebhookDelivery)
-            .where(
-                WebhookDelivery.webhook_id == uuid.UUID(hook["id"]),
-                WebhookDelivery.status == "pending",
-            )
-            .values(created_at=utcnow() - timedelta(days=3))
-        )
-        session.commit()
+    ping(client, admin_account, hook)
+    age_pending(runtime, hook, timedelta(days=3))
     receiver.then(status(500))
 
     worker.run_once()
@@ -397,7 +420,7 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
     client: TestClient, runtime: Runtime, worker: Worker, admin_account: Account
 ) -> None:
     hook = created(client, admin_account)
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
     other = Worker(runtime, WorkerOptions(lease=timedelta(seconds=60)))
 
     first = [c for c in worker.claim(100) if str(c.webhook_id) == hook["id"]]
@@ -429,7 +452,7 @@ def test_during_a_rotation_deliveries_carry_both_signatures(
     rotated = client.post(
         f"/v1/webhooks/{hook['id']}/rotate-secret", headers=admin_account.headers
     ).json()
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
+    ping(client, admin_account, hook)
 
     worker.run_once()
 
@@ -448,19 +471,9 @@ def test_a_name_repointed_inside_after_creation_is_refused_at_delivery(
     client: TestClient, runtime: Runtime, receiver: Receiver, admin_account: Account
 ) -> None:
     hook = created(client, admin_account)
-    with runtime.database.write() as session:
-        session.execute(
-            sa.update(Webhook)
-            .where(Webhook.id == uuid.UUID(hook["id"]))
-            .values(url="https://hooks.example.test/palo")
-        )
-        session.commit()
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
-    rebinding = Worker(
-        runtime,
-        transport=httpx.MockTransport(receiver),
-        resolve=lambda _host, _port: ["10.0.0.7"],
-    )
+    point_at(runtime, hook, "https://hooks.example.test/palo")
+    ping(client, admin_account, hook)
+    rebinding = resolving_worker(runtime, receiver, "10.0.0.7")
 
     rebinding.run_once()
     rebinding.http.close()
@@ -475,19 +488,9 @@ def test_delivery_connects_to_the_checked_address_and_names_the_host(
     client: TestClient, runtime: Runtime, receiver: Receiver, admin_account: Account
 ) -> None:
     hook = created(client, admin_account)
-    with runtime.database.write() as session:
-        session.execute(
-            sa.update(Webhook)
-            .where(Webhook.id == uuid.UUID(hook["id"]))
-            .values(url="https://hooks.example.test:8443/palo?x=1")
-        )
-        session.commit()
-    client.post(f"/v1/webhooks/{hook['id']}/ping", headers=admin_account.headers)
-    pinned = Worker(
-        runtime,
-        transport=httpx.MockTransport(receiver),
-        resolve=lambda _host, _port: ["93.184.216.34"],
-    )
+    point_at(runtime, hook, "https://hooks.example.test:8443/palo?x=1")
+    ping(client, admin_account, hook)
+    pinned = resolving_worker(runtime, receiver, "93.184.216.34")
 
     pinned.run_once()
     pinned.http.close()

@@ -25,7 +25,7 @@ from palo_api.db.models import (
     Webhook,
     WebhookDelivery,
 )
-from palo_api.db.types import utcnow
+from palo_api.db.types import rfc3339, utcnow
 from palo_api.errors import Forbidden, NotFound, ValidationFailed
 from palo_api.services import projects, signing
 from palo_api.services.auth import Principal
@@ -236,7 +236,7 @@ def ping(
     envelope = {
         "id": str(event_id),
         "type": "ping",
-        "created_at": _timestamp(now),
+        "created_at": rfc3339(now),
         "data": {"webhook_id": str(webhook.id)},
     }
     delivery = _queue(session, webhook.id, event_id, "ping", envelope, now)
@@ -362,7 +362,3 @@ def _require_project_admin(
 def _ordered(events: list[str]) -> list[str]:
     """Event types in the document's order, without duplicates."""
     return [event for event in EVENT_TYPES if event in set(events)]
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
