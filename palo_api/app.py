@@ -20,6 +20,7 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -182,6 +183,9 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
     app.add_error_handler(HTTPException, on_http)
     app.add_error_handler(OperationalError, on_database)
     app.add_error_handler(WriterQueueTimeout, on_database)
+    # Every pooled connection busy for the pool's whole timeout: as unavailable
+    # as a database that does not answer, and as temporary.
+    app.add_error_handler(PoolTimeout, on_database)
     app.add_error_handler(DataError, on_bad_value)
     app.add_error_handler(IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)

@@ -126,14 +126,37 @@ def _claims_message(exc: JoseError) -> str:
 
 
 def _typed_claims(claims: dict[str, Any]) -> TokenClaims:
+    """The claims PALO relies on, each of the type it must have, or TokenError.
+
+    Only a holder of a signing key can put odd values here, but a key can
+    leak or a bug can sign one: an infinite time, a client id no database
+    can store, or a number where text belongs is refused, not a crash.
+    """
     try:
+        texts = [claims[name] for name in ("sub", "org", "client_id", "jti")]
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("a text claim is not text")
+        client_id = str(claims["client_id"])
+        client_id.encode("utf-8")  # no lone surrogate
+        if "\x00" in client_id:
+            raise ValueError("NUL in client_id")
         return TokenClaims(
             subject=uuid.UUID(claims["sub"]),
             org_id=uuid.UUID(claims["org"]),
-            client_id=str(claims["client_id"]),
-            auth_time=int(claims["auth_time"]),
-            expires_at=int(claims["exp"]),
+            client_id=client_id,
+            auth_time=_seconds(claims["auth_time"]),
+            expires_at=_seconds(claims["exp"]),
             token_id=str(claims["jti"]),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise TokenError("The access token's claims are invalid.") from exc
+
+
+def _seconds(value: Any) -> int:
+    """A NumericDate as whole seconds; a bool or a non-finite number is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    seconds = int(value)  # OverflowError for infinity, ValueError for NaN
+    if not 0 <= seconds < 2**53:
+        raise ValueError("out of range")
+    return seconds

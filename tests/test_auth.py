@@ -530,6 +530,19 @@ def _tampered_payload(token: str, **changes: Any) -> str:
     return f"{header}.{segment({**now_claims(token), **changes})}.{signature}"
 
 
+def _with_raw_number(token: str, claim: str, number: str) -> str:
+    """Re-signed with ``claim`` written as ``number``, which JSON cannot hold.
+
+    Python reads 1e400 as infinity and NaN as NaN, so a token could carry them.
+    """
+    header, claims = parts(token)
+    text = json.dumps({**claims, claim: 0}, separators=(",", ":"))
+    text = text.replace(f'"{claim}":0', f'"{claim}":{number}')
+    signing_input = f"{segment(header)}.{b64url(text.encode())}"
+    mac = hmac.new(TEST_SECRET.encode(), signing_input.encode(), hashlib.sha256)
+    return f"{signing_input}.{b64url(mac.digest())}"
+
+
 def _padded(token: str) -> str:
     return ".".join(part + "=" * (-len(part) % 4 or 4) for part in token.split("."))
 
@@ -588,6 +601,15 @@ ATTACKS: dict[str, Callable[[str], str]] = {
         t, client_id="cli_someone_else"
     ),
     "auth_time not a number": lambda t: resign(t, auth_time="yesterday"),
+    "auth_time infinite": lambda t: _with_raw_number(t, "auth_time", "1e400"),
+    "auth_time a boolean": lambda t: resign(t, auth_time=True),
+    "auth_time negative": lambda t: resign(t, auth_time=-1),
+    "exp infinite": lambda t: _with_raw_number(t, "exp", "1e400"),
+    "exp not a number": lambda t: _with_raw_number(t, "exp", "NaN"),
+    "client_id with a lone surrogate": lambda t: resign(t, client_id="cli_\ud800"),
+    "client_id with NUL": lambda t: resign(t, client_id="cli_\x00x"),
+    "client_id a number": lambda t: resign(t, client_id=12),
+    "sub a number": lambda t: resign(t, sub=12),
     "payload is a list": lambda t: sign(parts(t)[0], [now_claims(t)]),
     "padded with =": _padded,
     "five segments": lambda t: t + ".e30.e30",

@@ -11,12 +11,13 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
 from palo_api.app import load_spec
@@ -668,6 +669,17 @@ def test_unhandled_exception_answers_500_without_revealing_it(
         assert leak not in response.text
 
 
+def _unreachable() -> Exception:
+    return OperationalError(
+        "SELECT secret_column FROM projects", {}, ConnectionRefusedError("db:5432")
+    )
+
+
+def _pool_exhausted() -> Exception:
+    return PoolTimeout("QueuePool limit of size 5 overflow 10 reached, SELECT 5432")
+
+
+@pytest.mark.parametrize("outage", [_unreachable, _pool_exhausted])
 @pytest.mark.parametrize(("function", "method", "path", "body"), SERVICE_CALLS)
 def test_database_outage_answers_503_with_retry_after(
     client: TestClient,
@@ -677,11 +689,10 @@ def test_database_outage_answers_503_with_retry_after(
     method: str,
     path: str,
     body: dict[str, str] | None,
+    outage: Callable[[], Exception],
 ) -> None:
     def unreachable(**_: Any) -> None:
-        raise OperationalError(
-            "SELECT secret_column FROM projects", {}, ConnectionRefusedError("db:5432")
-        )
+        raise outage()
 
     monkeypatch.setattr(projects, function, unreachable)
 
@@ -689,7 +700,7 @@ def test_database_outage_answers_503_with_retry_after(
 
     assert_error(response, 503, "service_unavailable")
     assert int(response.headers["retry-after"]) >= 0
-    for leak in ("secret_column", "SELECT", "5432", "OperationalError"):
+    for leak in ("secret_column", "SELECT", "5432", "OperationalError", "QueuePool"):
         assert leak not in response.text
 
 
