@@ -240,3 +240,51 @@ def test_the_forwarded_address_counts_only_from_a_trusted_proxy(
         keys = set(session.scalars(sa.select(LoginThrottle.key)))
     assert address_key(counted_as) in keys
     assert len(keys) == 2
+
+
+def _login(
+    ports: list[int], client_id: str, secret: str, count: int, start_at: float
+) -> list[tuple[int, str | None]]:
+    """One process: ``count`` logins with the right secret at once."""
+    time.sleep(max(start_at - time.time(), 0))
+
+    def one(i: int) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", ports[i % len(ports)], timeout=60
+        )
+        try:
+            body = json.dumps({"client_id": client_id, "client_secret": secret})
+            conn.request(
+                "POST",
+                "/v1/auth/token",
+                body=body,
+                headers={"Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            data = json.loads(response.read())
+            return response.status, data.get("error")
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_a_burst_of_right_secrets_is_never_throttled(
+    two_hosts: list[int], factory: Factory, settings: Settings, runtime: Runtime
+) -> None:
+    account = factory.account()
+    _forget_logins(runtime)
+    start_at = time.time() + 2
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        batches = pool.starmap(
+            _login,
+            [(two_hosts, account.client_id, account.client_secret, 15, start_at)] * 2,
+        )
+    answers = [answer for batch in batches for answer in batch]
+
+    # Three times the client's failure limit, all at once, none failing.
+    assert len(answers) == 3 * settings.login_max_failures
+    assert answers == [(200, None)] * len(answers)

@@ -15,6 +15,7 @@ from palo_api.config import Settings
 from palo_api.db.models import LoginThrottle
 from palo_api.runtime import Runtime
 from palo_api.services.throttle import (
+    AllPlacesPending,
     LoginThrottler,
     TooManyAttempts,
     address_key,
@@ -200,7 +201,8 @@ def test_a_refused_reservation_takes_no_place_on_the_other_key(
 ) -> None:
     service = throttle(runtime, login_max_failures=1, login_max_failures_per_address=5)
     now = datetime.now(UTC)
-    service.reserve(client_id="cli_a", address="2001:db8::1", now=now)
+    failed = service.reserve(client_id="cli_a", address="2001:db8::1", now=now)
+    service.settle(failed, failed=True)
 
     with pytest.raises(TooManyAttempts):
         service.reserve(client_id="cli_a", address="2001:db8::1", now=now)
@@ -208,20 +210,46 @@ def test_a_refused_reservation_takes_no_place_on_the_other_key(
     with runtime.database.read() as session:
         row = session.get(LoginThrottle, address_key("2001:db8::1"))
     assert row is not None
-    assert row.failures == 1
+    assert (row.failures, row.pending) == (1, 0)
 
 
-def test_released_places_are_given_back(runtime: Runtime) -> None:
+def test_successes_free_their_places_and_failures_keep_them(runtime: Runtime) -> None:
     service = throttle(runtime, login_max_failures=2)
     now = datetime.now(UTC)
 
     for _ in range(5):
-        service.release(service.reserve(client_id="cli_b", address="10.9.9.9", now=now))
+        reservation = service.reserve(client_id="cli_b", address="10.9.9.9", now=now)
+        service.settle(reservation, failed=False)
+    for _ in range(2):
+        reservation = service.reserve(client_id="cli_b", address="10.9.9.9", now=now)
+        service.settle(reservation, failed=True)
 
-    service.reserve(client_id="cli_b", address="10.9.9.9", now=now)
-    service.reserve(client_id="cli_b", address="10.9.9.9", now=now)
     with pytest.raises(TooManyAttempts):
         service.reserve(client_id="cli_b", address="10.9.9.9", now=now)
+
+
+def test_attempts_being_checked_hold_the_places_left_until_they_settle(
+    runtime: Runtime,
+) -> None:
+    service = throttle(runtime, login_max_failures=3)
+    now = datetime.now(UTC)
+    failed = service.reserve(client_id="cli_c", address="10.7.7.7", now=now)
+    service.settle(failed, failed=True)
+    checking = [
+        service.reserve(client_id="cli_c", address="10.7.7.7", now=now)
+        for _ in range(2)
+    ]
+
+    # Two failures left and two attempts being checked: a third must wait,
+    # since both could still fail.
+    with pytest.raises(AllPlacesPending):
+        service.reserve(client_id="cli_c", address="10.7.7.7", now=now)
+    service.settle(checking[0], failed=False)
+    third = service.reserve(client_id="cli_c", address="10.7.7.7", now=now)
+    service.settle(checking[1], failed=True)
+    service.settle(third, failed=True)
+    with pytest.raises(TooManyAttempts):
+        service.reserve(client_id="cli_c", address="10.7.7.7", now=now)
 
 
 def test_expired_windows_are_swept(runtime: Runtime) -> None:

@@ -369,3 +369,5 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts whose secret is being checked: neither failures nor successes yet.
+    pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from typing import Any
 
 from connexion.context import context as connexion_context
@@ -13,8 +15,18 @@ from palo_api.errors import BadRequest, InvalidClient
 from palo_api.handlers import Reply, caller, runtime
 from palo_api.schemas import token_out
 from palo_api.services import auth
+from palo_api.services.throttle import (
+    AllPlacesPending,
+    LoginThrottler,
+    Reservation,
+    TooManyAttempts,
+)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# An attempt that finds every place left in its window being checked waits
+# this long, looking again this often, for one to settle.
+PENDING_WAIT_SECONDS = 10.0
+PENDING_POLL_SECONDS = 0.05
 
 
 async def create_token(body: dict[str, Any]) -> Reply:
@@ -23,25 +35,52 @@ async def create_token(body: dict[str, Any]) -> Reply:
     client_id, client_secret = _credentials(body)
     rt = runtime()
     # Throttled attempts are refused here, before any secret is hashed.
-    reservation = await run_in_threadpool(
-        functools.partial(
-            rt.throttle.reserve, client_id=client_id, address=_source_address()
+    reservation = await _reserve(rt.throttle, client_id, _source_address())
+    failed = False
+    try:
+
+        def find() -> auth.StoredClient | None:
+            with rt.database.read() as session:
+                return auth.find_client(session=session, client_id=client_id)
+
+        client = await run_in_threadpool(find)
+        valid = await rt.hasher.verify_async(
+            client.secret_hash if client else None, client_secret
         )
-    )
-
-    def find() -> auth.StoredClient | None:
-        with rt.database.read() as session:
-            return auth.find_client(session=session, client_id=client_id)
-
-    client = await run_in_threadpool(find)
-    valid = await rt.hasher.verify_async(
-        client.secret_hash if client else None, client_secret
-    )
-    issued = auth.issue_token(
-        tokens=rt.tokens, client_id=client_id, client=client, secret_valid=valid
-    )
-    await run_in_threadpool(rt.throttle.release, reservation)
+        try:
+            issued = auth.issue_token(
+                tokens=rt.tokens, client_id=client_id, client=client, secret_valid=valid
+            )
+        except InvalidClient:
+            failed = True
+            raise
+    finally:
+        await run_in_threadpool(
+            functools.partial(rt.throttle.settle, reservation, failed=failed)
+        )
     return token_out.dump(issued), 200, NO_STORE
+
+
+async def _reserve(
+    throttle: LoginThrottler, client_id: str, address: str | None
+) -> Reservation:
+    """A place in the failure windows, waiting while others' are being checked."""
+    deadline = time.monotonic() + PENDING_WAIT_SECONDS
+    while True:
+        try:
+            return await run_in_threadpool(
+                functools.partial(
+                    throttle.reserve, client_id=client_id, address=address
+                )
+            )
+        except AllPlacesPending:
+            if time.monotonic() >= deadline:
+                raise TooManyAttempts(
+                    "Too many attempts for this client or from this address are "
+                    "being checked at once; try again in a second.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            await asyncio.sleep(PENDING_POLL_SECONDS)
 
 
 def refresh_token() -> Reply:

@@ -2,11 +2,14 @@
 
 Counts live in ``login_throttles`` so that every worker of every host sees
 the same ones. Each key has a fixed window that opens with its first
-attempt. An attempt takes its place in the window *before* the secret is
-checked, in one short transaction, so a burst of parallel guesses cannot
-all slip past the check while the slow hashes run; a successful attempt
-gives its place back. Once a key holds its maximum, every attempt, even
-with the right secret, is refused until the window ends.
+failure. An attempt takes a *pending* place in the window before its secret
+is checked, in one short transaction, and settles it afterwards: a failure
+becomes one of the window's failures, a success just frees the place. No
+more attempts are pending than the failures the window still allows, so a
+burst of parallel guesses gets exactly the allowed number of checks; an
+attempt that finds every remaining place pending waits for one to settle.
+Once a key holds its maximum of failures, every attempt, even with the
+right secret, is refused until the window ends.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ SWEEP_BATCH = 1000
 class TooManyAttempts(TooManyRequests):
     code = "too_many_attempts"
     default_message = "Too many failed attempts; try again later."
+
+
+class AllPlacesPending(Exception):
+    """Every place left in a window is held by an attempt being checked."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,12 @@ class LoginThrottler:
     def reserve(
         self, *, client_id: str, address: str | None, now: datetime | None = None
     ) -> Reservation:
-        """Take one place per key, or raise TooManyAttempts (nothing taken)."""
+        """Take a pending place per key.
+
+        Raises TooManyAttempts when a key's failures reached its limit, and
+        AllPlacesPending when the places left are all being checked; either
+        way nothing is taken.
+        """
         now = now or datetime.now(UTC)
         limits = {
             client_key(client_id): self.max_per_client,
@@ -100,8 +112,8 @@ class LoginThrottler:
         self._maybe_sweep(now)
         return Reservation(windows=windows)
 
-    def release(self, reservation: Reservation) -> None:
-        """Give the places back: the attempt succeeded, so it was no failure."""
+    def settle(self, reservation: Reservation, *, failed: bool) -> None:
+        """Turn the pending places into failures, or free them after a success."""
         with self.database.write() as session:
             for key, window_start in sorted(reservation.windows.items()):
                 session.execute(
@@ -109,31 +121,40 @@ class LoginThrottler:
                     .where(
                         LoginThrottle.key == key,
                         LoginThrottle.window_start == window_start,
-                        LoginThrottle.failures > 0,
+                        LoginThrottle.pending > 0,
                     )
-                    .values(failures=LoginThrottle.failures - 1)
+                    .values(
+                        pending=LoginThrottle.pending - 1,
+                        failures=LoginThrottle.failures + (1 if failed else 0),
+                    )
                 )
             session.commit()
 
     def _take(self, session: Session, key: str, limit: int, now: datetime) -> datetime:
-        """Count one attempt on ``key`` and return its window's start."""
+        """Take a pending place on ``key`` and return its window's start."""
         insert = (
             postgresql.insert
             if session.get_bind().dialect.name == "postgresql"
             else sqlite.insert
         )
-        statement = insert(LoginThrottle).values(key=key, window_start=now, failures=0)
+        statement = insert(LoginThrottle).values(
+            key=key, window_start=now, failures=0, pending=0
+        )
         # A no-op update rather than DO NOTHING: it locks the row until commit,
         # and if a sweep deletes the row meanwhile, the insert happens instead.
         locked = statement.on_conflict_do_update(
             index_elements=[LoginThrottle.key],
             set_={"key": statement.excluded.key},
-        ).returning(LoginThrottle.window_start, LoginThrottle.failures)
-        window_start, failures = session.execute(locked).one()
-        # A window with no failure left in it (its attempts all succeeded)
-        # starts again with this attempt, as does one that has ended.
-        if failures == 0 or window_start + self.window <= now:
-            window_start, failures = now, 0
+        ).returning(
+            LoginThrottle.window_start, LoginThrottle.failures, LoginThrottle.pending
+        )
+        window_start, failures, pending = session.execute(locked).one()
+        if window_start + self.window <= now:
+            # The window ended; attempts still pending from it settle into it.
+            window_start, failures, pending = now, 0, 0
+        elif failures == 0 and pending == 0:
+            # Nothing failed yet: the window opens with this attempt.
+            window_start = now
         if failures >= limit:
             ends = window_start + self.window
             seconds = max(math.ceil((ends - now).total_seconds()), 1)
@@ -146,10 +167,12 @@ class LoginThrottler:
                 f"Too many failed attempts {source}; try again in {seconds} seconds.",
                 headers={"Retry-After": str(seconds)},
             )
+        if failures + pending >= limit:
+            raise AllPlacesPending(key)
         session.execute(
             update(LoginThrottle)
             .where(LoginThrottle.key == key)
-            .values(window_start=window_start, failures=failures + 1)
+            .values(window_start=window_start, failures=failures, pending=pending + 1)
         )
         return window_start
 
