@@ -23,9 +23,11 @@ clears old outbox rows and delivery logs periodically.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -65,6 +67,7 @@ DISABLE_AFTER = timedelta(days=3)
 OUTBOX_KEPT = timedelta(days=7)
 DELIVERIES_KEPT = timedelta(days=30)
 USER_AGENT = "PALO-Webhooks/1"
+RETRY_AFTER_SECONDS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -113,20 +116,16 @@ class Worker:
         options: WorkerOptions | None = None,
         *,
         resolve: Resolver = system_resolver,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.runtime = runtime
         self.database = runtime.database
         self.options = options or WorkerOptions()
         self.allow_private = runtime.settings.webhook_allow_private_targets
         self.resolve = resolve
-        self.http = httpx.Client(
-            timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
-            transport=transport,
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=self.options.concurrency * 2),
-        )
+        # Attempts use a client of their own, on an event loop of their own,
+        # so that one deadline bounds the whole attempt (see _post).
+        self.transport = transport
 
     # The loop.
 
@@ -163,7 +162,6 @@ class Worker:
             logger.info("stopping: %d attempts in flight finish first", len(in_flight))
             for future in in_flight:
                 future.result()
-        self.http.close()
 
     def run_once(self) -> int:
         """Dispatch, then deliver every due delivery once (tests, tools)."""
@@ -304,26 +302,54 @@ class Worker:
         }
         try:
             url, extensions = self._pinned(claimed.url, headers)
-            response = self.http.post(
-                url, content=body, headers=headers, extensions=extensions
+            status_code, retry_after = asyncio.run(
+                self._post(url, body, headers, extensions)
             )
         except TargetRefused as exc:
             return _failed(started, clock, f"target refused: {exc}")
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return _failed(started, clock, f"no answer within {TIMEOUT_SECONDS:g} s")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return _failed(started, clock, f"{type(exc).__name__}: {exc}"[:1000])
-        duration = _elapsed_ms(clock)
+        except Exception as exc:
+            # Whatever else goes wrong is this attempt's failure, recorded and
+            # retried like any other, never a delivery stuck unrecorded.
+            logger.exception("delivery %s: unexpected error", claimed.delivery_id)
+            return _failed(started, clock, f"unexpected error: {type(exc).__name__}")
         error = None
-        if 300 <= response.status_code < 400:
+        if 300 <= status_code < 400:
             error = "redirects are not followed"
         return Outcome(
             attempted_at=started,
-            status_code=response.status_code,
-            duration_ms=duration,
+            status_code=status_code,
+            duration_ms=_elapsed_ms(clock),
             error=error,
-            retry_after=_retry_after(response.headers.get("retry-after"), started),
+            retry_after=_retry_after(retry_after, started),
         )
+
+    async def _post(
+        self, url: str, body: bytes, headers: dict[str, str], extensions: dict[str, Any]
+    ) -> tuple[int, str | None]:
+        """POST and return the status and Retry-After, all within the deadline.
+
+        httpx's timeouts bound each wait, not the whole exchange: a receiver
+        sending its answer a byte at a time would hold the attempt for as
+        long as it likes. The response body is never read: only the status
+        matters, and a receiver could send gigabytes.
+        """
+        async with (
+            asyncio.timeout(TIMEOUT_SECONDS),
+            httpx.AsyncClient(
+                timeout=TIMEOUT_SECONDS,
+                follow_redirects=False,
+                transport=self.transport,
+                headers={"User-Agent": USER_AGENT},
+            ) as client,
+            client.stream(
+                "POST", url, content=body, headers=headers, extensions=extensions
+            ) as response,
+        ):
+            return response.status_code, response.headers.get("retry-after")
 
     def _pinned(self, url: str, headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
         """The URL to connect to: the checked address itself, not its name.
@@ -504,11 +530,14 @@ def _retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return timedelta(seconds=min(int(text), int(GIVE_UP_AFTER.total_seconds())))
+    longest = int(GIVE_UP_AFTER.total_seconds())
+    if RETRY_AFTER_SECONDS.fullmatch(text):
+        # Capped before int(): a receiver may send thousands of digits.
+        seconds = int(text) if len(text) <= 9 else longest
+        return timedelta(seconds=min(seconds, longest))
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

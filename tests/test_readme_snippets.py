@@ -56,7 +56,7 @@ def delivery(
     )
     worker = Worker(runtime, transport=httpx.MockTransport(receive))
     worker.run_once()
-    worker.http.close()
+
     (request,) = captured
     assert "🚀".encode() in request.content
     return hook["secret"], request

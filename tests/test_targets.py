@@ -70,3 +70,24 @@ def test_allowing_private_targets_accepts_http_and_loopback_unresolved() -> None
 def test_malformed_urls_are_refused_not_crashing(url: str) -> None:
     with pytest.raises(TargetRefused):
         check_url(url, allow_private=False, resolve=resolving_to("93.184.216.34"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.216.34/hook\x01",
+        "https://93.184.216.34/a b",
+        "https://93.184.216.34/?q=\x7f",
+        "https://93.184.216.34/\x00",
+        "https://93.184.216.34:0/",
+        "https://[fec0::1]/",
+        "https://[::ffff:0:127.0.0.1]/",
+        "https://192.0.0.8/",
+        "https://192.88.99.1/",
+    ],
+)
+def test_urls_no_client_could_send_or_that_reach_no_public_host_are_refused(
+    url: str,
+) -> None:
+    with pytest.raises(TargetRefused):
+        check_url(url, allow_private=False, resolve=resolving_to("93.184.216.34"))

@@ -152,6 +152,9 @@ def test_an_archived_project_cannot_be_subscribed(
         "https://metadata.google.internal/computeMetadata/v1",
         "https://user:pass@93.184.216.34/hook",
         "https://name-that-does-not-resolve.invalid/hook",
+        "https://93.184.216.34/hook\u0001",
+        "https://93.184.216.34:0/hook",
+        "https://[fec0::1]/hook",
     ],
 )
 def test_targets_that_are_not_public_https_are_refused(

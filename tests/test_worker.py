@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -53,7 +55,7 @@ class Receiver:
         self.answers.extend(answers)
 
 
-def status(code: int, headers: dict[str, str] | None = None) -> Handler:
+def status(code: int, headers: Any = None) -> Handler:
     return lambda _request: httpx.Response(code, headers=headers)
 
 
@@ -83,15 +85,13 @@ def settle_earlier_tests(runtime: Runtime) -> None:
 
 
 @pytest.fixture
-def worker(runtime: Runtime, receiver: Receiver) -> Iterator[Worker]:
+def worker(runtime: Runtime, receiver: Receiver) -> Worker:
     settle_earlier_tests(runtime)
-    instance = Worker(
+    return Worker(
         runtime,
         WorkerOptions(concurrency=2),
         transport=httpx.MockTransport(receiver),
     )
-    yield instance
-    instance.http.close()
 
 
 def deliveries(runtime: Runtime, webhook_id: str) -> list[WebhookDelivery]:
@@ -433,7 +433,6 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
         )
         session.commit()
     third = [c for c in other.claim(100) if str(c.webhook_id) == hook["id"]]
-    other.http.close()
 
     assert len(first) == 1
     assert second == []
@@ -476,7 +475,6 @@ def test_a_name_repointed_inside_after_creation_is_refused_at_delivery(
     rebinding = resolving_worker(runtime, receiver, "10.0.0.7")
 
     rebinding.run_once()
-    rebinding.http.close()
 
     (delivery,) = deliveries(runtime, hook["id"])
     assert receiver.requests == []
@@ -493,7 +491,6 @@ def test_delivery_connects_to_the_checked_address_and_names_the_host(
     pinned = resolving_worker(runtime, receiver, "93.184.216.34")
 
     pinned.run_once()
-    pinned.http.close()
 
     (request,) = receiver.requests
     assert str(request.url) == "https://93.184.216.34:8443/palo?x=1"
@@ -579,3 +576,103 @@ def test_a_committed_change_emits_its_events_even_if_the_process_dies_at_once(
     (delivery,) = deliveries(runtime, hook["id"])
     assert delivery.payload["data"]["title"] == "Dies after"
     assert delivery.status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "value", ["²".encode(), b"1" * 5000, b"-5", b"soon", b"Wed, 99 Foo"]
+)
+def test_an_unreadable_retry_after_is_ignored_and_the_attempt_recorded(
+    client: TestClient,
+    runtime: Runtime,
+    worker: Worker,
+    receiver: Receiver,
+    admin_account: Account,
+    value: bytes,
+) -> None:
+    hook = created(client, admin_account)
+    ping(client, admin_account, hook)
+    receiver.then(status(503, [(b"Retry-After", value)]))
+
+    worker.run_once()
+
+    (delivery,) = deliveries(runtime, hook["id"])
+    assert [a.status_code for a in delivery.attempts] == [503]
+    assert delivery.locked_until is None
+    if value == b"1" * 5000:
+        # Read as "longer than we retry at all": the delivery gives up.
+        assert delivery.status == "failed"
+    else:
+        assert delivery.status == "pending"
+        assert delivery.next_attempt_at is not None
+        wait = delivery.next_attempt_at - delivery.attempts[0].attempted_at
+        assert wait <= FIRST_RETRY + timedelta(seconds=1)
+
+
+def test_any_failure_of_an_attempt_is_recorded_never_left_unrecorded(
+    client: TestClient,
+    runtime: Runtime,
+    worker: Worker,
+    receiver: Receiver,
+    admin_account: Account,
+) -> None:
+    hook = created(client, admin_account)
+    ping(client, admin_account, hook)
+
+    def broken(_request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in the transport")
+
+    receiver.then(broken)
+
+    worker.run_once()
+
+    (delivery,) = deliveries(runtime, hook["id"])
+    assert delivery.attempts[0].error == "unexpected error: RuntimeError"
+    assert delivery.locked_until is None
+
+
+def test_an_attempt_never_outlasts_its_deadline_whatever_the_receiver_does(
+    client: TestClient,
+    runtime: Runtime,
+    admin_account: Account,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settle_earlier_tests(runtime)
+    hook = created(client, admin_account)
+    ping(client, admin_account, hook)
+    monkeypatch.setattr("palo_api.worker.TIMEOUT_SECONDS", 0.5)
+
+    class Dripping(httpx.AsyncBaseTransport):
+        """Answers a byte at a time, each well within any per-read timeout."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            async def drip() -> Any:
+                for _ in range(100):
+                    await asyncio.sleep(0.1)
+                    yield b"x"
+
+            return httpx.Response(200, content=drip())
+
+    class Stalling(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(30)
+            return httpx.Response(200)
+
+    started = time.monotonic()
+    Worker(runtime, transport=Stalling()).run_once()
+    stalled = time.monotonic() - started
+    ping(client, admin_account, hook)
+    make_due(runtime, hook["id"])
+    started = time.monotonic()
+    Worker(runtime, transport=Dripping()).run_once()
+    dripped = time.monotonic() - started
+
+    assert stalled < 5
+    # The status came at once; the endless body is never read.
+    assert dripped < 5
+    results = [
+        (a.status_code, a.error)
+        for d in deliveries(runtime, hook["id"])
+        for a in d.attempts
+    ]
+    assert (None, "no answer within 0.5 s") in results
+    assert (200, None) in results

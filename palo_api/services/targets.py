@@ -16,6 +16,7 @@ which the worker then connects to, so a name re-pointed after the check
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,21 @@ BLOCKED_NAMES = frozenset(
 )
 # IPv6 prefixes that embed an IPv4 address, and where it sits.
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+# Ranges that are not public but that Python's tables (3.11) call global.
+NOT_PUBLIC = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "100.64.0.0/10",  # shared address space (CGNAT)
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.88.99.0/24",  # former 6to4 relays
+        "64:ff9b:1::/48",  # local-use NAT64
+        "fec0::/10",  # former site-local
+    )
+)
+# Control characters, space and DEL: no valid URL holds them, and the HTTP
+# client refuses them only when it is too late.
+UNSAFE_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
 
 
 class TargetRefused(ValueError):
@@ -62,11 +76,15 @@ def check_url(
     url: str, *, allow_private: bool, resolve: Resolver = system_resolver
 ) -> Target:
     """Check a webhook URL and resolve it, or raise TargetRefused."""
+    if UNSAFE_CHARACTERS.search(url):
+        raise TargetRefused("the URL holds a control character or a space")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise TargetRefused("the URL is malformed") from exc
+    if port == 0:
+        raise TargetRefused("the URL's port must be between 1 and 65535")
     scheme = parts.scheme.lower()
     allowed_schemes = ("https", "http") if allow_private else ("https",)
     if scheme not in allowed_schemes:
@@ -122,9 +140,7 @@ def is_public(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
-        if address in NAT64_LOCAL:
-            return False
-    if isinstance(address, ipaddress.IPv4Address) and address in SHARED:
+    if any(address in network for network in NOT_PUBLIC):
         return False
     return address.is_global and not address.is_multicast
 
@@ -134,7 +150,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in NAT64:
+    if address in NAT64 or address in IPV4_TRANSLATED:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     # IPv4-compatible (deprecated) ::a.b.c.d, but not :: or ::1.
     if int(address) >> 32 == 0 and int(address) > 1:
