@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import certifi
 import httpx
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
@@ -124,8 +126,10 @@ class Worker:
         self.allow_private = runtime.settings.webhook_allow_private_targets
         self.resolve = resolve
         # Attempts use a client of their own, on an event loop of their own,
-        # so that one deadline bounds the whole attempt (see _post).
+        # so that one deadline bounds the whole attempt (see _post). Loading
+        # the CA bundle is the costly part of a client: it is done once.
         self.transport = transport
+        self.tls = ssl.create_default_context(cafile=certifi.where())
 
     # The loop.
 
@@ -342,6 +346,7 @@ class Worker:
             httpx.AsyncClient(
                 timeout=TIMEOUT_SECONDS,
                 follow_redirects=False,
+                verify=self.tls,
                 transport=self.transport,
                 headers={"User-Agent": USER_AGENT},
             ) as client,
