@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from starlette.testclient import TestClient
 
-from palo_api.db.models import OutboxEvent, Webhook, WebhookDelivery
+from palo_api.db.models import OutboxEvent, Project, Webhook, WebhookDelivery
 from palo_api.db.types import utcnow
 from palo_api.runtime import Runtime
 from palo_api.services import signing
@@ -676,3 +676,45 @@ def test_an_attempt_never_outlasts_its_deadline_whatever_the_receiver_does(
     ]
     assert (None, "no answer within 0.5 s") in results
     assert (200, None) in results
+
+
+def test_housekeeping_purges_due_projects_and_forgets_old_logs(
+    client: TestClient,
+    runtime: Runtime,
+    worker: Worker,
+    admin_account: Account,
+    project: str,
+) -> None:
+    hook = created(client, admin_account)
+    ping(client, admin_account, hook)
+    worker.run_once()  # one succeeded delivery
+    ping(client, admin_account, hook)  # one pending
+    client.delete(f"/v1/projects/{project}", headers=admin_account.headers)
+    long_ago = utcnow() - timedelta(days=40)
+    with runtime.database.write() as session:
+        session.execute(
+            sa.update(Project)
+            .where(Project.id == uuid.UUID(project))
+            .values(purge_after=utcnow() - timedelta(seconds=1))
+        )
+        session.execute(
+            sa.update(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == uuid.UUID(hook["id"]))
+            .values(created_at=long_ago)
+        )
+        session.execute(
+            sa.update(OutboxEvent)
+            .where(OutboxEvent.org_id == admin_account.org_id)
+            .values(dispatched_at=long_ago)
+        )
+        session.commit()
+
+    worker.housekeeping()
+
+    gone = client.get(f"/v1/projects/{project}", headers=admin_account.headers)
+    assert gone.status_code == 404
+    with runtime.database.read() as session:
+        assert session.get(Project, uuid.UUID(project)) is None
+    # Finished deliveries are forgotten; one still pending is kept.
+    assert [d.status for d in deliveries(runtime, hook["id"])] == ["pending"]
+    assert outbox_count(runtime, admin_account.org_id) == 0
