@@ -44,6 +44,7 @@ import httpx
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from palo_api.db.engine import skip_locked
 from palo_api.db.models import DeliveryAttempt, OutboxEvent, Webhook, WebhookDelivery
 from palo_api.db.types import rfc3339, utcnow
 from palo_api.runtime import Runtime
@@ -200,7 +201,7 @@ class Worker:
                 .order_by(OutboxEvent.created_at, OutboxEvent.id)
                 .limit(self.options.dispatch_batch)
             )
-            events = list(session.scalars(_skip_locked(session, query)))
+            events = list(session.scalars(skip_locked(session, query)))
             if not events:
                 return 0
             now = utcnow()
@@ -256,7 +257,7 @@ class Worker:
                 .limit(limit)
             )
             rows = session.execute(
-                _skip_locked(session, query, of=WebhookDelivery)
+                skip_locked(session, query, of=WebhookDelivery)
             ).all()
             claimed = []
             for delivery, hook in rows:
@@ -463,12 +464,6 @@ class Worker:
             )
             session.commit()
         logger.info("housekeeping done: purged %s", counts.as_dict())
-
-
-def _skip_locked(session: Session, query: Any, of: Any = None) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True, of=of)
-    return query
 
 
 def _subscribers(

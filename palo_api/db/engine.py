@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,3 +109,23 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (after a fork, or at shutdown)."""
         self.engine.dispose()
+
+
+def upsert_insert(
+    session: Session,
+) -> Callable[[Any], postgresql.Insert | sqlite.Insert]:
+    """The ``insert`` of the session's dialect, which has ``on_conflict_*``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
+def skip_locked(session: Session, query: Any, of: Any = None) -> Any:
+    """``query`` locking its rows and skipping those others hold, on PostgreSQL.
+
+    SQLite has no row locks: its writers hold the one database lock in turn,
+    which makes such a claim exclusive without this clause.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=of)
+    return query

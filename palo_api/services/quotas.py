@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from palo_api.db.engine import upsert_insert
 from palo_api.db.models import QuotaCounter
 from palo_api.errors import TooManyRequests
 
@@ -103,8 +103,7 @@ def _increment_below(
     No row comes back when the day's count has already reached the limit.
     """
     table = QuotaCounter.__table__.c
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session)
     statement = insert(QuotaCounter).values(org_id=org_id, day=day, count=1)
     return statement.on_conflict_do_update(
         index_elements=[table.org_id, table.day],

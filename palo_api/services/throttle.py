@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from palo_api.config import Settings
-from palo_api.db.engine import Database
+from palo_api.db.engine import Database, skip_locked, upsert_insert
 from palo_api.db.models import LoginThrottle
 from palo_api.errors import TooManyRequests
 
@@ -132,11 +131,7 @@ class LoginThrottler:
 
     def _take(self, session: Session, key: str, limit: int, now: datetime) -> datetime:
         """Take a pending place on ``key`` and return its window's start."""
-        insert = (
-            postgresql.insert
-            if session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert
-        )
+        insert = upsert_insert(session)
         statement = insert(LoginThrottle).values(
             key=key, window_start=now, failures=0, pending=0
         )
@@ -189,8 +184,7 @@ class LoginThrottler:
             .limit(SWEEP_BATCH)
         )
         with self.database.write() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # Never wait for a window another request is using.
-                expired = expired.with_for_update(skip_locked=True)
+            # Never wait for a window another request is using.
+            expired = skip_locked(session, expired)
             session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(expired)))
             session.commit()
