@@ -19,24 +19,32 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from palo_api import errors
+from palo_api import errors, metrics
 from palo_api.config import Settings
-from palo_api.db.engine import WriterQueueTimeout
+from palo_api.context import current_or_none
+from palo_api.db.engine import Database, WriterQueueTimeout
 from palo_api.errors import ApiError
-from palo_api.middleware import QuotaMiddleware, RequestContextMiddleware
+from palo_api.middleware import (
+    QuotaMiddleware,
+    RequestContextMiddleware,
+    RouteMiddleware,
+)
 from palo_api.runtime import Runtime
+from palo_api.services import monitoring
 from palo_api.validation import VALIDATOR_MAP
 
 logger = logging.getLogger(__name__)
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "palo-v1.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+NO_CACHE = {"Cache-Control": "no-store"}
 TOKEN_PATH = "/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 
@@ -53,7 +61,10 @@ class TagResolver(Resolver):
         }
 
     def resolve_operation_id(self, operation: Any) -> str:
-        operation_id = operation.operation_id
+        return self.handler(operation.operation_id)
+
+    def handler(self, operation_id: str) -> str:
+        """The dotted name of the function that serves ``operation_id``."""
         return f"palo_api.handlers.{self._modules[operation_id]}.{operation_id}"
 
 
@@ -100,9 +111,15 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         runtime=runtime,
     )
     app.add_middleware(
+        RouteMiddleware,
+        position=MiddlewarePosition.BEFORE_SECURITY,
+        routes=_route_templates(spec),
+    )
+    app.add_middleware(
         QuotaMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION, runtime=runtime
     )
     _serve_document(app, spec)
+    _serve_operations(app, runtime.database)
     _register_error_handlers(app, spec)
     return app
 
@@ -136,13 +153,60 @@ def _serve_document(app: connexion.AsyncApp, spec: dict[str, Any]) -> None:
     app.add_url_rule("/v1/openapi.yaml", "openapi_yaml", openapi_yaml, methods=["GET"])
 
 
+def _route_templates(spec: dict[str, Any]) -> dict[str, str]:
+    """Each operation's documented path, by the name Connexion routes it to."""
+    resolver = TagResolver(spec)
+    return {
+        resolver.handler(operation["operationId"]): "/v1" + template
+        for template, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    }
+
+
+def _serve_operations(app: connexion.AsyncApp, database: Database) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``, outside the API and its quota.
+
+    Liveness says only that the process answers, so that a load balancer
+    does not restart every host when the shared database goes away;
+    readiness says whether this host can serve requests now.
+    """
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"}, headers=NO_CACHE)
+
+    async def readyz(_request: Request) -> Response:
+        def check() -> monitoring.Readiness:
+            with database.read() as session:
+                return monitoring.readiness(session)
+
+        try:
+            ready = await run_in_threadpool(check)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            logger.warning("not ready: database unreachable: %s", reason[:1])
+            ready = monitoring.Readiness(False, "The database cannot be reached.")
+        if not ready.ready:
+            error = errors.ServiceUnavailable(ready.reason, headers=NO_CACHE)
+            return errors.error_response(error)
+        return JSONResponse({"status": "ready"}, headers=NO_CACHE)
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        body = await run_in_threadpool(metrics.exposition, database)
+        return Response(body, media_type=metrics.CONTENT_TYPE_LATEST, headers=NO_CACHE)
+
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+    app.add_url_rule("/metrics", "metrics", metrics_endpoint, methods=["GET"])
+
+
 def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> None:
     allowed = _allowed_methods(spec)
 
     def on_api_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            logger.error("%s: %s", exc.code, exc.message, exc_info=exc)
+            _attach_error(exc)
         return _to_connexion(exc)
 
     def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -159,7 +223,7 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
         return _to_connexion(error)
 
     def on_database(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        logger.error("database unavailable", exc_info=exc)
+        _attach_error(exc)
         return _to_connexion(errors.ServiceUnavailable(headers={"Retry-After": "1"}))
 
     def on_bad_value(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -175,7 +239,7 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
         return _to_connexion(errors.Conflict())
 
     def on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        logger.error("unhandled error", exc_info=exc)
+        _attach_error(exc)
         return _to_connexion(ApiError())
 
     app.add_error_handler(ApiError, on_api_error)
@@ -189,6 +253,16 @@ def _register_error_handlers(app: connexion.AsyncApp, spec: dict[str, Any]) -> N
     app.add_error_handler(DataError, on_bad_value)
     app.add_error_handler(IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)
+
+
+def _attach_error(exc: BaseException) -> None:
+    """Keep the cause of a 5xx for the request's log line, which shows its
+    traceback; outside a request, log it here."""
+    state = current_or_none()
+    if state is not None:
+        state.error = exc
+    else:
+        logger.error("unhandled error", exc_info=exc)
 
 
 def _missing_bearer(authorization: str) -> ApiError | None:

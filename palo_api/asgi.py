@@ -9,7 +9,10 @@ warnings.filterwarnings(
 )
 
 from palo_api.app import create_app  # noqa: E402
+from palo_api.config import Settings  # noqa: E402
 from palo_api.logs import configure_logging  # noqa: E402
 
-configure_logging()
-app = create_app()
+settings = Settings.from_env()
+settings.refuse_development_settings()
+configure_logging(settings)
+app = create_app(settings)

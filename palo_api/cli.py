@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import prometheus_client
 from rfc3339_validator import validate_rfc3339
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -129,9 +131,11 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the API with gunicorn and uvicorn workers."""
     try:
         settings = Settings.from_env()
+        settings.refuse_development_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings)
+    _prepare_metrics_dir(settings, port)
     if settings.uses_local_key_file and not settings.database_url.startswith("sqlite"):
         logger.warning(
             "signing tokens with the key generated in %s; set PALO_SIGNING_KEYS "
@@ -143,16 +147,38 @@ def serve(host: str, port: int, workers: int) -> None:
         "--worker-class", "palo_api.serving.UvicornWorker",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
+        # Logging through palo's handlers; metric files of dead workers
+        # marked as such.
+        "--config", "python:palo_api.gunicorn_conf",
+        # On SIGTERM, requests in flight get this long to finish.
         "--graceful-timeout", "20",
         # Only these peers may say, in X-Forwarded-For, whom they forward
         # for; the login throttle counts per source address.
         "--forwarded-allow-ips", settings.trusted_proxies,
-        "--access-logfile", "-",
         # gunicorn's control socket has one fixed path per machine user, so
         # two servers on one host would take it from each other.
         "--no-control-socket",
     ]  # fmt: skip
     os.execvp(sys.executable, args)  # noqa: S606 - replaces this process by design
+
+
+def _prepare_metrics_dir(settings: Settings, port: int) -> None:
+    """Give gunicorn's workers an empty directory to share their metrics in.
+
+    Files left by an earlier run would add its counts to this one's.
+    """
+    directory = settings.metrics_dir or Path(
+        tempfile.gettempdir(), f"palo-metrics-{port}"
+    )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    except OSError as exc:
+        raise click.ClickException(
+            f"PALO_METRICS_DIR {directory} cannot be used: {exc.strerror}"
+        ) from exc
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 @cli.group()
@@ -164,6 +190,8 @@ def db() -> None:
 def upgrade() -> None:
     """Apply every pending migration."""
     with _runtime() as runtime:
+        # Name each migration as it runs.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
         migrate.upgrade(runtime.settings.database_url)
     click.echo("database is up to date", err=True)
 
@@ -285,12 +313,25 @@ def purge_command(as_of: datetime | None, batch_size: int, wait_seconds: float) 
     help="Seconds before the first retry; each later one waits about twice "
     "as long, up to 12 h, for three days.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's Prometheus metrics at /metrics on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address --metrics-port listens on.",
+)
 def worker_command(
     concurrency: int,
     poll_interval: float,
     lease_seconds: int,
     housekeeping_interval: float,
     first_retry_seconds: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Deliver webhook events until SIGTERM; purge expired projects periodically."""
     options = WorkerOptions(
@@ -311,9 +352,21 @@ def worker_command(
     with _migrated_runtime() as runtime:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if metrics_port is not None:
+            _serve_worker_metrics(metrics_host, metrics_port)
         logger.info("worker started (concurrency %d)", concurrency)
         Worker(runtime, options).run(stop)
     logger.info("worker stopped")
+
+
+def _serve_worker_metrics(host: str, port: int) -> None:
+    try:
+        prometheus_client.start_http_server(port, addr=host)
+    except OSError as exc:
+        raise click.ClickException(
+            f"--metrics-port {port} on {host} cannot be used: {exc.strerror}"
+        ) from exc
+    logger.info("worker metrics at http://%s:%d/metrics", host, port)
 
 
 class _Text(click.ParamType[str]):

@@ -45,6 +45,9 @@ class Settings:
     head_timeout_seconds: int = 30
     validate_responses: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    environment: str = "development"
+    metrics_dir: Path | None = None
     login_max_failures: int = 10
     login_max_failures_per_address: int = 50
     login_window_seconds: int = 900
@@ -57,6 +60,23 @@ class Settings:
         return self.signing_keys[0]
 
     @property
+    def is_production(self) -> bool:
+        """Whether ``PALO_ENV=production``: stricter start-up checks, JSON logs."""
+        return self.environment == "production"
+
+    def refuse_development_settings(self) -> None:
+        """In production, refuse what only suits one developer's machine.
+
+        The key generated in ``var/signing-key`` is one host's: tokens it
+        signs do not verify on the others, and nobody rotates it on purpose.
+        """
+        if self.is_production and self.uses_local_key_file:
+            raise ConfigError(
+                "PALO_ENV=production needs PALO_SIGNING_KEYS: serving with the "
+                f"development key generated in {self.signing_key_file} is refused"
+            )
+
+    @property
     def uses_local_key_file(self) -> bool:
         """Whether the signing key was generated on this host (no shared key)."""
         return self.signing_key_file is not None
@@ -66,6 +86,9 @@ class Settings:
         """Build settings from the environment, refusing unusable values."""
         env = os.environ if environ is None else environ
         key_file = None
+        environment = _choice(
+            env, "PALO_ENV", "development", ("development", "production")
+        )
         if env.get("PALO_SIGNING_KEYS"):
             signing_keys = parse_signing_keys(env["PALO_SIGNING_KEYS"])
         else:
@@ -89,6 +112,14 @@ class Settings:
             log_level=_choice(
                 env, "PALO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
+            log_format=_choice(
+                env,
+                "PALO_LOG_FORMAT",
+                "json" if environment == "production" else "text",
+                ("text", "json"),
+            ),
+            environment=environment,
+            metrics_dir=_directory(env, "PALO_METRICS_DIR"),
             login_max_failures=_int(env, "PALO_LOGIN_MAX_FAILURES", 10, 1, 10_000),
             login_max_failures_per_address=_int(
                 env, "PALO_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, 1, 100_000
@@ -193,6 +224,16 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> str:
                 f"(or *), and {item!r} is neither"
             ) from None
     return ",".join(items)
+
+
+def _directory(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw).absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name} must name a directory, and {raw!r} is a file")
+    return path
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -20,6 +20,12 @@ class RequestState:
     # Headers an inner layer asks to put on the response, error or not (the
     # quota's): the outermost middleware stamps them, as it does X-Request-ID.
     response_headers: dict[str, str] = field(default_factory=dict)
+    # For the request's log line and metrics: the documented path it matched,
+    # who made it, and the error behind a 5xx answer (logged with it).
+    route: str | None = None
+    org_id: uuid.UUID | None = None
+    client_id: str | None = None
+    error: BaseException | None = None
 
 
 _current: ContextVar[RequestState] = ContextVar("palo_request")
@@ -33,6 +39,11 @@ def bind(state: RequestState) -> None:
 def current() -> RequestState:
     """The state of the request being served."""
     return _current.get()
+
+
+def current_or_none() -> RequestState | None:
+    """The state of the request being served, or None outside a request."""
+    return _current.get(None)
 
 
 def current_request_id() -> uuid.UUID | None:

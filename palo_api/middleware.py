@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from palo_api import metrics
 from palo_api.context import RequestState, bind, current
 from palo_api.errors import (
     ApiError,
@@ -26,11 +28,19 @@ from palo_api.services import quotas
 from palo_api.services.auth import Principal
 
 logger = logging.getLogger(__name__)
+# One line per request, under a name of its own so operators can route it.
+request_log = logging.getLogger("palo_api.requests")
 
 # str.isdigit() also accepts characters such as "²" that int() refuses.
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 UI = "/v1/ui/"
+# Routes outside the document, named as themselves in logs and metrics.
+OPERATIONAL_ROUTES = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/openapi.yaml"}
+)
+# Probes and scrapes arrive every few seconds: their lines are DEBUG.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 # The token operations never count against the daily quota (DESIGN.md).
 # Connexion's routing names an operation by the handler it resolves to.
 UNCOUNTED = frozenset(
@@ -56,7 +66,8 @@ def incoming_request_id(value: str | None) -> uuid.UUID | None:
 
 
 class RequestContextMiddleware:
-    """Binds the request's state, stamps X-Request-ID, and checks the body.
+    """Binds the request's state, stamps X-Request-ID, checks the body, and
+    writes the request's log line and metrics once it is answered.
 
     It sits outside Connexion's exception handling, so whatever it refuses it
     renders itself, in the same error format.
@@ -72,17 +83,31 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
+        began = time.perf_counter()
         headers = Headers(scope=scope)
         request_id = incoming_request_id(headers.get("x-request-id")) or uuid.uuid4()
         state = RequestState(runtime=self.runtime, request_id=request_id)
         bind(state)
-        stamp = str(request_id)
+        status = 500
+        try:
+            status = await self._serve(scope, receive, send, state)
+        finally:
+            _log_request(scope, state, status, time.perf_counter() - began)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, state: RequestState
+    ) -> int:
+        """Answer the request; return the status it was answered with."""
+        headers = Headers(scope=scope)
+        stamp = str(state.request_id)
         started = False
+        status = 500
 
         async def send_stamped(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 stamped = MutableHeaders(scope=message)
                 for name, value in state.response_headers.items():
                     stamped.setdefault(name, value)
@@ -94,7 +119,7 @@ class RequestContextMiddleware:
             # from the client's Host header.
             redirect = RedirectResponse(UI, status_code=307)
             await redirect(scope, receive, send_stamped)
-            return
+            return status
 
         refusal = (
             _check_head(scope, headers)
@@ -107,17 +132,19 @@ class RequestContextMiddleware:
             refusal = _check_content_type(scope)
         if refusal is not None:
             await error_response(refusal)(scope, receive, send_stamped)
-            return
+            return status
 
         try:
             await self.app(scope, self._capped(receive), send_stamped)
         except Exception as exc:
             if started:
+                state.error = exc
                 raise
             error = exc if isinstance(exc, ApiError) else ApiError()
             if not isinstance(exc, ApiError):
-                logger.error("unhandled error", exc_info=exc)
+                state.error = exc
             await error_response(error)(scope, receive, send_stamped)
+        return status
 
     def _check_length(self, raw: str | None) -> ApiError | None:
         if raw is None:
@@ -176,6 +203,24 @@ class RequestContextMiddleware:
         return receive_capped
 
 
+class RouteMiddleware:
+    """Notes which documented operation the request was routed to.
+
+    It runs right after Connexion's routing and before its security check, so
+    that even a refused request is logged and counted under its route.
+    """
+
+    def __init__(self, app: ASGIApp, routes: dict[str, str]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        operation_id = _operation_id(scope)
+        if scope["type"] == "http" and operation_id is not None:
+            current().route = self.routes.get(operation_id)
+        await self.app(scope, receive, send)
+
+
 class QuotaMiddleware:
     """Counts each authenticated request against its organization's quota.
 
@@ -205,10 +250,63 @@ class QuotaMiddleware:
                     session.commit()
                     return state
 
-            quota = await run_in_threadpool(take)
+            try:
+                quota = await run_in_threadpool(take)
+            except quotas.PlanHasNoApiAccess:
+                metrics.QUOTA_REJECTIONS.labels(principal.plan, "no_api_access").inc()
+                raise
+            except quotas.QuotaExceeded:
+                metrics.QUOTA_REJECTIONS.labels(principal.plan, "quota_exceeded").inc()
+                raise
             if quota is not None:
                 current().response_headers.update(quota.headers())
         await self.app(scope, receive, send)
+
+
+def _log_request(
+    scope: Scope, state: RequestState, status: int, seconds: float
+) -> None:
+    """The request's one log line, and its count and latency."""
+    path: str = scope["path"]
+    route = state.route
+    if route is None:
+        if path in OPERATIONAL_ROUTES:
+            route = path
+        elif path.startswith(UI):
+            route = UI + "{file}"
+    method: str = scope["method"]
+    # Unmatched paths share one label: clients choose them, without limit.
+    label = route or "unmatched"
+    metrics.HTTP_REQUESTS.labels(method, label, str(status)).inc()
+    metrics.HTTP_LATENCY.labels(method, label, str(status)).observe(seconds)
+
+    if status >= 500:
+        level = logging.ERROR
+    elif route in QUIET_ROUTES and status < 400:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    if not request_log.isEnabledFor(level):
+        return
+    request_log.log(
+        level,
+        "%s %s %d",
+        method,
+        route or path[:200],
+        status,
+        exc_info=state.error if status >= 500 else None,
+        extra={
+            "fields": {
+                "method": method,
+                "route": route,
+                "path": path[:200],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "org_id": str(state.org_id) if state.org_id else None,
+                "client_id": state.client_id,
+            }
+        },
+    )
 
 
 def _principal(scope: Scope) -> Principal | None:

@@ -6,13 +6,15 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from palo_api import context
+from palo_api import context, metrics
+from palo_api.errors import ApiError
 from palo_api.services import auth
 
 
 async def bearer_info(token: str) -> dict[str, Any]:
     """Resolve a bearer token to its caller (``bearerAuth`` scheme)."""
-    runtime = context.current().runtime
+    state = context.current()
+    runtime = state.runtime
 
     def authenticate() -> auth.Principal:
         with runtime.database.read() as session:
@@ -21,7 +23,12 @@ async def bearer_info(token: str) -> dict[str, Any]:
             )
 
     # The lookup is blocking database work: keep it off the event loop.
-    principal = await run_in_threadpool(authenticate)
+    try:
+        principal = await run_in_threadpool(authenticate)
+    except ApiError as exc:
+        metrics.TOKEN_FAILURES.labels(exc.code).inc()
+        raise
+    state.org_id, state.client_id = principal.org_id, principal.client_id
     return {"sub": str(principal.user_id), "principal": principal}
 
 

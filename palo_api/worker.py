@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import httpx
+from prometheus_client import Counter, Histogram
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -70,6 +71,25 @@ DISABLE_AFTER = timedelta(days=3)
 OUTBOX_KEPT = timedelta(days=7)
 DELIVERIES_KEPT = timedelta(days=30)
 USER_AGENT = "PALO-Webhooks/1"
+
+# What `palo worker --metrics-port` exposes; each worker process its own.
+ATTEMPTS = Counter(
+    "palo_webhook_delivery_attempts",
+    "Delivery attempts this worker made, by outcome: succeeded, retrying, "
+    "gave_up, gone (410, webhook disabled) or lease_lost.",
+    ["outcome"],
+)
+ATTEMPT_DURATION = Histogram(
+    "palo_webhook_delivery_attempt_duration_seconds",
+    "Time a receiver took to answer one attempt, or to fail it.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DELIVERY_LAG = Histogram(
+    "palo_webhook_delivery_lag_seconds",
+    "Time from a delivery's creation (its event's dispatch, a poll interval "
+    "at most after the commit) to its successful attempt.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0),
+)
 RETRY_AFTER_SECONDS = re.compile(r"[0-9]+")
 
 
@@ -387,6 +407,7 @@ class Worker:
                 .with_for_update()
             )
             if delivery is None:
+                ATTEMPTS.labels("lease_lost").inc()
                 logger.warning(
                     "delivery %s: lease lost before recording", claimed.delivery_id
                 )
@@ -406,9 +427,11 @@ class Worker:
             now = utcnow()
             if outcome.succeeded:
                 delivery.status, delivery.next_attempt_at = "succeeded", None
+                result = "succeeded"
             elif outcome.status_code == 410:
                 delivery.status, delivery.next_attempt_at = "failed", None
                 _disable(session, claimed.webhook_id, "The receiver answered 410 Gone.")
+                result = "gone"
             else:
                 retry_at = now + _backoff(
                     delivery.attempt_count,
@@ -417,6 +440,7 @@ class Worker:
                 )
                 if retry_at > delivery.created_at + GIVE_UP_AFTER:
                     delivery.status, delivery.next_attempt_at = "failed", None
+                    result = "gave_up"
                     if not _succeeded_since(
                         session, claimed.webhook_id, now - DISABLE_AFTER
                     ):
@@ -427,7 +451,12 @@ class Worker:
                         )
                 else:
                     delivery.next_attempt_at = retry_at
+                    result = "retrying"
             session.commit()
+        ATTEMPTS.labels(result).inc()
+        ATTEMPT_DURATION.observe(outcome.duration_ms / 1000)
+        if outcome.succeeded:
+            DELIVERY_LAG.observe(max(0.0, (now - claimed.created_at).total_seconds()))
         logger.info(
             "delivery %s of %s to webhook %s: %s",
             claimed.delivery_id,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from palo_api.db.engine import normalise_url
 
@@ -33,7 +34,18 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def is_current(engine: Engine, database_url: str) -> bool:
     """Whether the database is at the newest migration."""
-    script = ScriptDirectory.from_config(alembic_config(database_url))
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+        return connection_is_current(connection)
+
+
+def connection_is_current(connection: Connection) -> bool:
+    """Whether the database ``connection`` reaches is at the newest migration."""
+    current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == newest_heads()
+
+
+@functools.cache
+def newest_heads() -> frozenset[str]:
+    """The head revisions this code's migrations lead to (read once)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(script.get_heads())

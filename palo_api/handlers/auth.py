@@ -11,6 +11,8 @@ from connexion.context import context as connexion_context
 from connexion.context import request as connexion_request
 from starlette.concurrency import run_in_threadpool
 
+from palo_api import metrics
+from palo_api.context import current
 from palo_api.errors import BadRequest, InvalidClient
 from palo_api.handlers import Reply, caller, runtime
 from palo_api.schemas import token_out
@@ -33,9 +35,14 @@ async def create_token(body: dict[str, Any]) -> Reply:
     # Asynchronous so that a burst of token requests waits for the hasher
     # without holding threads, which every other request needs too.
     client_id, client_secret = _credentials(body)
+    current().client_id = client_id[:100]
     rt = runtime()
     # Throttled attempts are refused here, before any secret is hashed.
-    reservation = await _reserve(rt.throttle, client_id, _source_address())
+    try:
+        reservation = await _reserve(rt.throttle, client_id, _source_address())
+    except TooManyAttempts:
+        metrics.TOKEN_FAILURES.labels("too_many_attempts").inc()
+        raise
     failed = False
     try:
 
@@ -51,13 +58,17 @@ async def create_token(body: dict[str, Any]) -> Reply:
             issued = auth.issue_token(
                 tokens=rt.tokens, client_id=client_id, client=client, secret_valid=valid
             )
-        except InvalidClient:
+        except InvalidClient as exc:
             failed = True
+            metrics.TOKEN_FAILURES.labels(exc.code).inc()
             raise
     finally:
         await run_in_threadpool(
             functools.partial(rt.throttle.settle, reservation, failed=failed)
         )
+    if client is not None:
+        current().org_id = client.org_id
+    metrics.TOKENS_ISSUED.labels("client_credentials").inc()
     return token_out.dump(issued), 200, NO_STORE
 
 
@@ -85,6 +96,7 @@ async def _reserve(
 
 def refresh_token() -> Reply:
     issued = auth.refresh_token(tokens=runtime().tokens, principal=caller())
+    metrics.TOKENS_ISSUED.labels("refresh").inc()
     return token_out.dump(issued), 200, NO_STORE
 
 
