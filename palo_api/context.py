@@ -26,6 +26,7 @@ class RequestState:
     org_id: uuid.UUID | None = None
     client_id: str | None = None
     error: BaseException | None = None
+    token_refused: bool = False
 
 
 _current: ContextVar[RequestState] = ContextVar("palo_request")

@@ -51,6 +51,9 @@ def configure_logging(settings: Settings | None = None) -> None:
     # (readiness probes), would otherwise add an INFO line of their own.
     logging.getLogger("connexion.security").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime").setLevel(logging.WARNING)
+    # httpx names every URL it calls at INFO; webhook URLs may carry tokens.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

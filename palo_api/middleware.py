@@ -297,6 +297,7 @@ def _log_request(
         exc_info=state.error if status >= 500 else None,
         extra={
             "fields": {
+                "request_id": str(state.request_id),
                 "method": method,
                 "route": route,
                 "path": path[:200],

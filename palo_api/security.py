@@ -26,7 +26,11 @@ async def bearer_info(token: str) -> dict[str, Any]:
     try:
         principal = await run_in_threadpool(authenticate)
     except ApiError as exc:
-        metrics.TOKEN_FAILURES.labels(exc.code).inc()
+        # Connexion tries each scheme the operation accepts (bearer, then
+        # OAuth2) with the same token: count the request once.
+        if not state.token_refused:
+            state.token_refused = True
+            metrics.TOKEN_FAILURES.labels(exc.code).inc()
         raise
     state.org_id, state.client_id = principal.org_id, principal.client_id
     return {"sub": str(principal.user_id), "principal": principal}

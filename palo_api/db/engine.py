@@ -31,12 +31,24 @@ def build_engine(url: str) -> Engine:
     """Create an engine tuned for several gunicorn workers writing at once."""
     url = normalise_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            # Errors and logs never carry statement parameters: they hold
+            # webhook secrets and whatever clients sent.
+            hide_parameters=True,
+        )
 
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        hide_parameters=True,
+    )
     _tune_sqlite(engine)
     return engine
 
