@@ -74,7 +74,9 @@ def formatter(log_format: str) -> logging.Formatter:
         last: list[Processor] = [structlog.processors.format_exc_info]
     else:
         renderer = structlog.dev.ConsoleRenderer(
-            colors=False, exception_formatter=structlog.dev.plain_traceback
+            colors=False,
+            exception_formatter=structlog.dev.plain_traceback,
+            timestamp_key="time",
         )
         last = []
     return structlog.stdlib.ProcessorFormatter(
