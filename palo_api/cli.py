@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -40,6 +41,8 @@ from palo_api.services import admin, retention
 from palo_api.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
+# The files prometheus-client's multiprocess mode writes, one per kind and pid.
+METRIC_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_[0-9]+\.db")
 
 
 def main() -> None:
@@ -172,8 +175,10 @@ def _prepare_metrics_dir(settings: Settings, port: int) -> None:
     )
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
+        for stale in directory.iterdir():
+            # Only prometheus-client's own files: the directory may be shared.
+            if METRIC_FILE.fullmatch(stale.name):
+                stale.unlink()
     except OSError as exc:
         raise click.ClickException(
             f"PALO_METRICS_DIR {directory} cannot be used: {exc.strerror}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -484,3 +485,24 @@ def test_production_refuses_the_development_signing_key(tmp_path: Path) -> None:
     local = Settings.from_env({"PALO_SIGNING_KEY_FILE": key_file})
     local.refuse_development_settings()
     assert local.log_format == "text"
+
+
+def test_serve_empties_only_the_metric_files_of_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palo_api import cli
+
+    left_over = ["counter_12.db", "histogram_7.db", "gauge_livesum_3.db"]
+    kept = ["palo.db", "counter.db", "notes.txt", "counter_12.db.bak"]
+    for name in left_over + kept:
+        (tmp_path / name).write_text("x")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings = Settings.from_env(
+        {"PALO_SIGNING_KEYS": TEST_SIGNING_KEYS, "PALO_METRICS_DIR": str(tmp_path)}
+    )
+
+    cli._prepare_metrics_dir(settings, 8000)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) == tmp_path
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
