@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import connexion
 import yaml
@@ -21,6 +24,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -45,6 +49,9 @@ logger = logging.getLogger(__name__)
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "palo-v1.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 NO_CACHE = {"Cache-Control": "no-store"}
+# How long /readyz and /metrics wait for the database.
+PROBE_SECONDS = 3.0
+T = TypeVar("T")
 TOKEN_PATH = "/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 
@@ -167,32 +174,48 @@ def _route_templates(spec: dict[str, Any]) -> dict[str, str]:
 def _serve_operations(app: connexion.AsyncApp, database: Database) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics``, outside the API and its quota.
 
-    Liveness says only that the process answers, so that a load balancer
-    does not restart every host when the shared database goes away;
-    readiness says whether this host can serve requests now.
+    ``/healthz`` never touches the database: it is for a supervisor deciding
+    whether to restart the process, which would not help when the database
+    is away. ``/readyz`` says whether this host can serve requests now.
+    Their database work runs on two threads of its own, within a deadline,
+    so that probes against a database that hangs neither hang themselves
+    nor take the threads requests need.
     """
+    probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="palo-probe")
+
+    async def probe(work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with database.read() as session:
+                return work(session)
+
+        future = asyncio.get_running_loop().run_in_executor(probes, run)
+        return await asyncio.wait_for(future, PROBE_SECONDS)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers=NO_CACHE)
 
     async def readyz(_request: Request) -> Response:
-        def check() -> monitoring.Readiness:
-            with database.read() as session:
-                return monitoring.readiness(session)
-
         try:
-            ready = await run_in_threadpool(check)
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            logger.warning("not ready: database unreachable: %s", reason[:1])
-            ready = monitoring.Readiness(False, "The database cannot be reached.")
+            ready = await probe(monitoring.readiness)
+        except (SQLAlchemyError, TimeoutError):
+            ready = monitoring.Readiness(
+                False, "The database cannot be reached within a few seconds."
+            )
         if not ready.ready:
-            error = errors.ServiceUnavailable(ready.reason, headers=NO_CACHE)
+            error = errors.ServiceUnavailable(
+                ready.reason, headers={**NO_CACHE, "Retry-After": "1"}
+            )
             return errors.error_response(error)
         return JSONResponse({"status": "ready"}, headers=NO_CACHE)
 
     async def metrics_endpoint(_request: Request) -> Response:
-        body = await run_in_threadpool(metrics.exposition, database)
+        now = datetime.now(UTC)
+        backlog: monitoring.Backlog | None
+        try:
+            backlog = await probe(lambda s: monitoring.webhook_backlog(s, now=now))
+        except (SQLAlchemyError, TimeoutError):
+            backlog = None
+        body = await run_in_threadpool(metrics.exposition, backlog)
         return Response(body, media_type=metrics.CONTENT_TYPE_LATEST, headers=NO_CACHE)
 
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from palo_api.config import ConfigError, Settings, configured_database_url
 from palo_api.db import migrate
-from palo_api.db.engine import normalise_url
+from palo_api.db.engine import Database, normalise_url
 from palo_api.db.models import ORG_ROLES, PLANS
 from palo_api.db.types import rfc3339, utcnow
 from palo_api.errors import ApiError
@@ -42,7 +42,7 @@ from palo_api.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
 # The files prometheus-client's multiprocess mode writes, one per kind and pid.
-METRIC_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_[0-9]+\.db")
+METRIC_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_([0-9]+)\.db")
 
 
 def main() -> None:
@@ -138,6 +138,7 @@ def serve(host: str, port: int, workers: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings)
+    _refuse_unmigrated_database(settings)
     _prepare_metrics_dir(settings, port)
     if settings.uses_local_key_file and not settings.database_url.startswith("sqlite"):
         logger.warning(
@@ -165,10 +166,37 @@ def serve(host: str, port: int, workers: int) -> None:
     os.execvp(sys.executable, args)  # noqa: S606 - replaces this process by design
 
 
-def _prepare_metrics_dir(settings: Settings, port: int) -> None:
-    """Give gunicorn's workers an empty directory to share their metrics in.
+def _refuse_unmigrated_database(settings: Settings) -> None:
+    """Stop before serving a database that lacks this release's migrations.
 
-    Files left by an earlier run would add its counts to this one's.
+    Every request would fail on a missing table. A database that does not
+    answer yet is no reason to stop: requests answer 503 until it does.
+    """
+    _refuse_missing_sqlite_file()
+    database = Database(settings.database_url)
+    try:
+        with database.engine.connect() as connection:
+            state = migrate.schema_state(connection)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        logger.warning("the database does not answer yet (%s); serving anyway", reason)
+        return
+    finally:
+        database.dispose()
+    if state == "behind":
+        raise click.ClickException(
+            "The database lacks migrations this release needs; run "
+            "`palo db upgrade` first (PALO_DATABASE_URL chooses the database)."
+        )
+
+
+def _prepare_metrics_dir(settings: Settings, port: int) -> None:
+    """Give gunicorn's workers a directory to share their metrics in.
+
+    Files left by processes that are gone would add an earlier run's counts
+    to this one's, so they go; files of live processes stay, in case another
+    server still writes here (a second start on a port in use fails only
+    after this runs).
     """
     directory = settings.metrics_dir or Path(
         tempfile.gettempdir(), f"palo-metrics-{port}"
@@ -177,13 +205,26 @@ def _prepare_metrics_dir(settings: Settings, port: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.iterdir():
             # Only prometheus-client's own files: the directory may be shared.
-            if METRIC_FILE.fullmatch(stale.name):
+            match = METRIC_FILE.fullmatch(stale.name)
+            if match and not _process_alive(int(match.group(1))):
                 stale.unlink()
     except OSError as exc:
         raise click.ClickException(
             f"PALO_METRICS_DIR {directory} cannot be used: {exc.strerror}"
         ) from exc
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, OSError):
+        return False
+    return True
 
 
 @cli.group()

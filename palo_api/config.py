@@ -98,7 +98,7 @@ class Settings:
             database_url=_database_url(env),
             signing_keys=signing_keys,
             signing_key_file=key_file,
-            token_issuer=env.get("PALO_TOKEN_ISSUER", cls.token_issuer),
+            token_issuer=_issuer(env),
             token_ttl_seconds=_int(env, "PALO_TOKEN_TTL_SECONDS", 3600, 60, 86400),
             refresh_max_age_seconds=_int(
                 env, "PALO_REFRESH_MAX_AGE_SECONDS", 24 * 3600, 60, 30 * 86400
@@ -157,22 +157,36 @@ def local_signing_key(path: Path) -> SigningKey:
     temporary file and linked into place, so exactly one of them creates it
     and every one reads the same key.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"local:{secrets.token_urlsafe(48)}\n")
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process made it first; use theirs
-        finally:
-            draft.unlink()
     try:
-        return parse_signing_keys(path.read_text().strip())[0]
-    except (OSError, ConfigError) as exc:
-        raise ConfigError(f"PALO_SIGNING_KEY_FILE {path} is unreadable: {exc}") from exc
+        if not path.exists():
+            _generate_key_file(path)
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"PALO_SIGNING_KEY_FILE {path} cannot be read or created: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    try:
+        return parse_signing_keys(text)[0]
+    except ConfigError:
+        raise ConfigError(
+            f"PALO_SIGNING_KEY_FILE {path} must hold one 'kid:secret' line, "
+            "the secret at least 32 bytes long"
+        ) from None
+
+
+def _generate_key_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"local:{secrets.token_urlsafe(48)}\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process made it first; use theirs
+    finally:
+        draft.unlink()
 
 
 def configured_database_url(environ: Mapping[str, str] | None = None) -> str:
@@ -224,6 +238,16 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> str:
                 f"(or *), and {item!r} is neither"
             ) from None
     return ",".join(items)
+
+
+def _issuer(env: Mapping[str, str]) -> str:
+    raw = env.get("PALO_TOKEN_ISSUER", Settings.token_issuer)
+    if not raw.strip() or raw != raw.strip():
+        raise ConfigError(
+            f"PALO_TOKEN_ISSUER must be a non-empty identifier without "
+            f"surrounding spaces (usually the API's URL), not {raw!r}"
+        )
+    return raw
 
 
 def _directory(env: Mapping[str, str], name: str) -> Path | None:

@@ -31,8 +31,16 @@ SECRET_KEYS = re.compile(
 SECRET_TEXT = re.compile(
     r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
     r"|(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:palo_cs|whsec)_[A-Za-z0-9_-]{8,}"
+    # Client secrets are base64url, webhook secrets standard base64; either
+    # may be glued to other text, so no word boundary is asked for.
+    r"|(?:palo_cs|whsec)_[A-Za-z0-9+/=_-]{8,}"
 )
+# Characters that would let logged text forge a line, or drive a terminal:
+# C0 and C1 controls, DEL, and Unicode's line and paragraph separators.
+UNPRINTABLE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
 MASK = "[redacted]"
 
 
@@ -70,7 +78,8 @@ def formatter(log_format: str) -> logging.Formatter:
     """A stdlib formatter that renders any record through structlog."""
     renderer: Processor
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        # ASCII only: no raw U+2028 or U+0085 for a reader to split lines on.
+        renderer = structlog.processors.JSONRenderer()
         last: list[Processor] = [structlog.processors.format_exc_info]
     else:
         renderer = structlog.dev.ConsoleRenderer(
@@ -78,7 +87,7 @@ def formatter(log_format: str) -> logging.Formatter:
             exception_formatter=structlog.dev.plain_traceback,
             timestamp_key="time",
         )
-        last = []
+        last = [structlog.processors.format_exc_info, _escape_unprintable]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[
@@ -127,6 +136,17 @@ def _add_request_id(
 def _redact(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """Mask credentials: by the field's name, and inside any text."""
     return _redact_mapping(event)
+
+
+def _escape_unprintable(
+    _logger: WrappedLogger, _method: str, event: EventDict
+) -> EventDict:
+    """Write control characters in text values as escapes, for the text format."""
+    for key, value in event.items():
+        # A traceback spans lines by nature; the renderer writes it below.
+        if isinstance(value, str) and key != "exception":
+            event[key] = value.translate(UNPRINTABLE)
+    return event
 
 
 def _redact_mapping(mapping: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

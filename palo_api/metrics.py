@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,9 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy.exc import SQLAlchemyError
 
-from palo_api.db.engine import Database
 from palo_api.services import monitoring
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
@@ -35,6 +32,10 @@ __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
 # Up to ten seconds, the longest a request may legitimately take (a comment
 # rendering hostile Markdown, a writer queueing for SQLite).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Methods a route can have; any other is counted as "other", so that clients
+# cannot add series by inventing methods.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
     "palo_http_requests",
@@ -65,24 +66,20 @@ TOKEN_FAILURES = Counter(
 
 
 class BacklogCollector(Collector):
-    """The webhook backlog, read from the database at each scrape."""
+    """The webhook backlog as the scrape read it, or the database as down."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    def __init__(self, backlog: monitoring.Backlog | None) -> None:
+        self.backlog = backlog
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "palo_database_up", "Whether the last scrape could read the database."
+        backlog = self.backlog
+        yield GaugeMetricFamily(
+            "palo_database_up",
+            "Whether this scrape could read the database (within 3 s).",
+            value=0 if backlog is None else 1,
         )
-        try:
-            with self.database.read() as session:
-                backlog = monitoring.webhook_backlog(session, now=datetime.now(UTC))
-        except SQLAlchemyError:
-            up.add_metric([], 0)
-            yield up
+        if backlog is None:
             return
-        up.add_metric([], 1)
-        yield up
         yield GaugeMetricFamily(
             "palo_outbox_pending_events",
             "Events committed but not yet turned into deliveries.",
@@ -105,17 +102,35 @@ class BacklogCollector(Collector):
         )
 
 
-def exposition(database: Database | None) -> bytes:
-    """The text a scrape receives: every process's samples, then the backlog."""
+def exposition(backlog: monitoring.Backlog | None) -> bytes:
+    """The text a scrape receives: every process's samples, then the backlog
+    read from the database (None when it could not be read)."""
     registry: CollectorRegistry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
-    output = generate_latest(registry)
-    if database is not None:
-        backlog = CollectorRegistry()
-        backlog.register(BacklogCollector(database))
-        output += generate_latest(backlog)
-    return output
+    database = CollectorRegistry()
+    database.register(BacklogCollector(backlog))
+    return generate_latest(registry) + generate_latest(database)
+
+
+def method_label(method: str) -> str:
+    """The method as a label value: one of the known methods, or ``other``."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def _start_at_zero() -> None:
+    """Give every known series a 0, so that rates and alerts see it at once."""
+    for plan in ("starter", "business"):
+        QUOTA_REJECTIONS.labels(
+            plan, "no_api_access" if plan == "starter" else "quota_exceeded"
+        )
+    for grant in ("client_credentials", "refresh"):
+        TOKENS_ISSUED.labels(grant)
+    for reason in ("invalid_client", "too_many_attempts", "invalid_token"):
+        TOKEN_FAILURES.labels(reason)
+
+
+_start_at_zero()

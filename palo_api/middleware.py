@@ -275,15 +275,19 @@ def _log_request(
         elif path.startswith(UI):
             route = UI + "{file}"
     method: str = scope["method"]
-    # Unmatched paths share one label: clients choose them, without limit.
+    # Unmatched paths share one label, and so do unknown methods: clients
+    # choose them, without limit.
     label = route or "unmatched"
-    metrics.HTTP_REQUESTS.labels(method, label, str(status)).inc()
-    metrics.HTTP_LATENCY.labels(method, label, str(status)).observe(seconds)
+    verb = metrics.method_label(method)
+    metrics.HTTP_REQUESTS.labels(verb, label, str(status)).inc()
+    metrics.HTTP_LATENCY.labels(verb, label, str(status)).observe(seconds)
 
-    if status >= 500:
+    if route in QUIET_ROUTES:
+        # Probes repeat every few seconds: a failing one is a warning (the
+        # outage behind it is logged by the requests it fails).
+        level = logging.DEBUG if status < 400 else logging.WARNING
+    elif status >= 500:
         level = logging.ERROR
-    elif route in QUIET_ROUTES and status < 400:
-        level = logging.DEBUG
     else:
         level = logging.INFO
     if not request_log.isEnabledFor(level):

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import httpx
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -84,6 +84,13 @@ ATTEMPT_DURATION = Histogram(
     "Time a receiver took to answer one attempt, or to fail it.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+LAST_POLL = Gauge(
+    "palo_worker_last_poll_timestamp_seconds",
+    "When this worker last looked for due deliveries successfully (Unix "
+    "time); alert when it falls behind the clock.",
+)
+for _outcome in ("succeeded", "retrying", "gave_up", "gone", "lease_lost"):
+    ATTEMPTS.labels(_outcome)
 DELIVERY_LAG = Histogram(
     "palo_webhook_delivery_lag_seconds",
     "Time from a delivery's creation (its event's dispatch, a poll interval "
@@ -205,10 +212,12 @@ class Worker:
 
     def _claim_safely(self, limit: int) -> list[Claimed]:
         try:
-            return self.claim(limit)
+            claimed = self.claim(limit)
         except Exception:
             logger.exception("claiming deliveries failed; retrying")
             return []
+        LAST_POLL.set_to_current_time()
+        return claimed
 
     # 1. Dispatch.
 

@@ -8,6 +8,9 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from starlette.testclient import TestClient
 from palo_api import logs
 from palo_api.app import create_app
 from palo_api.config import ConfigError, Settings
+from palo_api.db import migrate
 from palo_api.db.models import OutboxEvent
 from palo_api.runtime import Runtime
 from palo_api.services import projects as project_service
@@ -66,22 +70,100 @@ def test_operational_endpoints_are_never_counted_against_the_quota(
     assert client.get("/v1/projects", headers=business.headers).status_code == 429
 
 
-def test_readiness_refuses_a_database_without_the_newest_migration(
-    tmp_path: Path,
-) -> None:
+def _app_on(path: Path) -> TestClient:
     settings = Settings.from_env(
         {
-            "PALO_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+            "PALO_DATABASE_URL": f"sqlite:///{path}",
             "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
         }
     )
-    with create_app(settings).test_client() as client:
-        ready = client.get("/readyz")
-        health = client.get("/healthz")
+    return create_app(settings).test_client()
 
-    body = assert_error(ready, 503, "service_unavailable")
+
+def _set_revision(path: Path, revision: str) -> None:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+        )
+    engine.dispose()
+
+
+def test_readiness_follows_the_schema_this_release_needs(tmp_path: Path) -> None:
+    empty, migrated = tmp_path / "empty.db", tmp_path / "migrated.db"
+    migrate.upgrade(f"sqlite:///{migrated}")
+
+    with _app_on(empty) as client:
+        unmigrated = client.get("/readyz")
+        health = client.get("/healthz")
+    with _app_on(migrated) as client:
+        current = client.get("/readyz")
+        # A newer release ran its migrations first (a rolling upgrade):
+        # this one goes on serving.
+        _set_revision(migrated, "9999_from_a_newer_release")
+        ahead = client.get("/readyz")
+        _set_revision(migrated, "0001")
+        behind = client.get("/readyz")
+
+    body = assert_error(unmigrated, 503, "service_unavailable")
     assert "palo db upgrade" in body["message"]
+    assert unmigrated.headers["retry-after"] == "1"
     assert health.status_code == 200
+    assert (current.status_code, ahead.status_code) == (200, 200)
+    assert_error(behind, 503, "service_unavailable")
+
+
+def test_a_database_that_hangs_makes_probes_answer_within_their_deadline(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palo_api import app as app_module
+    from palo_api.services import monitoring
+
+    def hangs(*_args: Any, **_kwargs: Any) -> Any:
+        time.sleep(1.5)
+        raise AssertionError("the probe should have given up")
+
+    monkeypatch.setattr(app_module, "PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(monitoring, "readiness", hangs)
+    monkeypatch.setattr(monitoring, "webhook_backlog", hangs)
+    started = time.monotonic()
+
+    ready = client.get("/readyz")
+    scraped = client.get("/metrics")
+
+    assert time.monotonic() - started < 1.4
+    assert_error(ready, 503, "service_unavailable")
+    assert scraped.status_code == 200
+    assert sample(scraped.text, "palo_database_up") == 0
+    assert sample(scraped.text, "palo_http_requests_total", route="/readyz") > 0
+
+
+def test_serve_refuses_a_database_without_this_releases_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from palo_api import cli
+
+    empty = tmp_path / "empty.db"
+    sa.create_engine(f"sqlite:///{empty}").connect().close()
+    monkeypatch.setattr(cli.os, "execvp", _must_not_start)
+
+    result = CliRunner().invoke(
+        cli.cli,
+        ["serve", "--port", "8999"],
+        env={
+            "PALO_DATABASE_URL": f"sqlite:///{empty}",
+            "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
+        },
+    )
+
+    assert result.exit_code == 1
+    assert "palo db upgrade" in result.output
+
+
+def _must_not_start(*_args: Any) -> None:
+    raise AssertionError("gunicorn started")
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +232,14 @@ def test_requests_are_counted_by_route_template_and_status(
         missing = f"/v1/projects/{uuid.uuid4()}"
         assert client.get(missing, headers=admin_account.headers).status_code == 404
     client.get(f"/v1/nothing-here/{uuid.uuid4()}")
+    client.request("PROPFIND", "/healthz")
     after = scrape(client)
 
     counted = "palo_http_requests_total"
     timed = "palo_http_request_duration_seconds_count"
+    other = {"method": "other", "route": "/healthz", "status": "405"}
+    assert sample(after, counted, **other) - sample(before, counted, **other) == 1
+    assert 'method="PROPFIND"' not in after
     assert sample(after, counted, **route) - sample(before, counted, **route) == 3
     assert sample(after, timed, **route) - sample(before, timed, **route) == 3
     assert (
@@ -319,18 +405,69 @@ def test_credentials_are_masked_in_messages_and_fields(log_format: str) -> None:
         logging.WARNING,
         __file__,
         1,
-        "refused %s and Bearer %s and palo_cs_%s and whsec_%s",
-        (JWT, "abcdefghijklmnop", "S3cr3tS3cr3t", "QUJDREVGR0hJSktMTU5PUA=="),
+        "refused %s and Bearer %s and xpalo_cs_%s and whsec_%s",
+        (JWT, "abcdefghijklmnop", "S3cr3tS3cr3t", "oS+Xti0xJaud/rR+0sVzAZNE6NN="),
         None,
     )
     record.fields = {"authorization": "Basic dXNlcjpwYXNz", "client_id": "palo_ci_1"}
 
     rendered = logs.formatter(log_format).format(record)
 
-    for secret in (JWT, "abcdefghijklmnop", "S3cr3tS3cr3t", "QUJDREVGR0hJ", "dXNlcjpw"):
+    for secret in (JWT, "abcdefghijklmnop", "S3cr3tS3cr3t", "oS+Xti0x", "dXNlcjpw"):
         assert secret not in rendered
     assert "palo_ci_1" in rendered
     assert rendered.count(logs.MASK) == 5
+
+
+def test_every_webhook_secret_shape_is_masked() -> None:
+    from palo_api.services.signing import new_secret
+
+    for _ in range(2000):
+        secret = new_secret()
+        assert logs.SECRET_TEXT.sub("", f"a{secret} b") == "a b", secret
+
+
+FORGERIES = [
+    "/v1/x\n2026-01-01T00:00:00Z [error    ] FORGED [palo_api.requests]",
+    '/v1/x\r\n{"event": "FORGED", "level": "error"}',
+    "/v1/x\x1b[2J\x1b[31mred",
+    "/v1/x\u2028FORGED\u0085FORGED\x0bFORGED\x0cFORGED",
+]
+
+
+@pytest.mark.parametrize("path", FORGERIES)
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_client_cannot_forge_a_line_or_drive_a_terminal(
+    path: str, log_format: str
+) -> None:
+    record = logging.LogRecord(
+        "palo_api.requests", logging.INFO, __file__, 1, "GET %s %d", (path, 404), None
+    )
+    record.fields = {"path": path, "client_id": "palo_ci_\x1b[31m\nFORGED"}
+
+    rendered = logs.formatter(log_format).format(record)
+
+    assert len(rendered.splitlines()) == 1
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in rendered)
+    assert "\u2028" not in rendered
+    if log_format == "json":
+        assert json.loads(rendered)["path"] == path
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_both_formats_write_the_traceback(log_format: str) -> None:
+    try:
+        raise RuntimeError(f"refused {JWT}")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "palo_api.requests", logging.ERROR, __file__, 1, "boom", (), sys.exc_info()
+        )
+
+    rendered = logs.formatter(log_format).format(record)
+
+    assert "Traceback (most recent call last)" in rendered
+    assert "RuntimeError: refused [redacted]" in rendered
+    assert JWT not in rendered
 
 
 @pytest.fixture
@@ -452,14 +589,26 @@ BAD_VALUES = {
     "PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS": "sometimes",
     "PALO_METRICS_DIR": str(REPO_ROOT / "README.md"),
     "PALO_SIGNING_KEY_FILE": str(REPO_ROOT),
+    "PALO_TOKEN_ISSUER": "",
 }
 
 
+MORE_BAD_VALUES = [
+    ("PALO_SIGNING_KEY_FILE", str(REPO_ROOT / "README.md" / "signing-key")),
+    ("PALO_SIGNING_KEY_FILE", str(REPO_ROOT / "README.md")),
+    ("PALO_SIGNING_KEY_FILE", ""),
+    ("PALO_TOKEN_ISSUER", " https://api.palo.io"),
+    ("PALO_METRICS_DIR", "/dev/null"),
+]
+
+
 def test_every_setting_has_a_bad_value_tried() -> None:
-    assert set(BAD_VALUES) == settings_read_by_the_code() - {"PALO_TOKEN_ISSUER"}
+    assert set(BAD_VALUES) == settings_read_by_the_code()
 
 
-@pytest.mark.parametrize(("name", "value"), sorted(BAD_VALUES.items()))
+@pytest.mark.parametrize(
+    ("name", "value"), sorted(BAD_VALUES.items()) + MORE_BAD_VALUES
+)
 def test_a_bad_value_stops_start_up_naming_its_setting(name: str, value: str) -> None:
     environ = {"PALO_SIGNING_KEYS": TEST_SIGNING_KEYS, name: value}
     if name == "PALO_SIGNING_KEY_FILE":
@@ -487,13 +636,21 @@ def test_production_refuses_the_development_signing_key(tmp_path: Path) -> None:
     assert local.log_format == "text"
 
 
-def test_serve_empties_only_the_metric_files_of_its_directory(
+def _a_pid_that_is_gone() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_serve_removes_only_the_metric_files_of_processes_that_are_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from palo_api import cli
 
-    left_over = ["counter_12.db", "histogram_7.db", "gauge_livesum_3.db"]
-    kept = ["palo.db", "counter.db", "notes.txt", "counter_12.db.bak"]
+    gone = _a_pid_that_is_gone()
+    left_over = [f"counter_{gone}.db", f"histogram_{gone}.db", f"gauge_all_{gone}.db"]
+    alive = [f"counter_{os.getpid()}.db", f"histogram_{os.getppid()}.db"]
+    kept = ["palo.db", "counter.db", "notes.txt", f"counter_{gone}.db.bak", *alive]
     for name in left_over + kept:
         (tmp_path / name).write_text("x")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)

@@ -40,12 +40,31 @@ def is_current(engine: Engine, database_url: str) -> bool:
 
 def connection_is_current(connection: Connection) -> bool:
     """Whether the database ``connection`` reaches is at the newest migration."""
-    current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == newest_heads()
+    return schema_state(connection) == "current"
+
+
+def schema_state(connection: Connection) -> str:
+    """``current``, ``behind`` (migrations to run), or ``ahead``: migrated by
+    a newer release than this code, as during a rolling upgrade."""
+    heads = set(MigrationContext.configure(connection).get_current_heads())
+    if heads == _newest_heads():
+        return "current"
+    if heads - _known_revisions():
+        return "ahead"
+    return "behind"
 
 
 @functools.cache
-def newest_heads() -> frozenset[str]:
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+@functools.cache
+def _newest_heads() -> frozenset[str]:
     """The head revisions this code's migrations lead to (read once)."""
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return frozenset(script.get_heads())
+    return frozenset(_script().get_heads())
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(rev.revision for rev in _script().walk_revisions())

@@ -27,14 +27,19 @@ class Backlog:
 
 
 def readiness(session: Session) -> Readiness:
-    """Whether this process can serve: the database answers and is migrated.
+    """Whether this process can serve: the database answers and has every
+    migration this release knows.
 
     Errors reaching the database propagate; the caller reports them.
     """
     session.execute(text("SELECT 1"))
-    if not migrate.connection_is_current(session.connection()):
+    # A database migrated by a newer release is fine: migrations only add,
+    # and during a rolling upgrade the hosts not yet restarted must go on.
+    if migrate.schema_state(session.connection()) == "behind":
         return Readiness(
-            False, "The database is not at the newest migration; run `palo db upgrade`."
+            False,
+            "The database lacks migrations this release needs; run "
+            "`palo db upgrade` with this release.",
         )
     return Readiness(True)
 
