@@ -9,14 +9,9 @@ from __future__ import annotations
 import http.client
 import json
 import multiprocessing
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +20,8 @@ from palo_api.config import Settings
 from palo_api.db.models import LoginThrottle
 from palo_api.runtime import Runtime
 from palo_api.services.throttle import address_key
-from tests.conftest import TEST_SIGNING_KEYS, Factory
+from tests.conftest import Factory
+from tests.processes import free_port, start_server, wait_until_up
 from tests.test_quotas import set_used, used_today
 
 pytestmark = pytest.mark.slow
@@ -35,53 +31,13 @@ CLIENT_PROCESSES = 4
 REQUESTS_PER_PROCESS = 25
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _start(url: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PALO_DATABASE_URL": url,
-        "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
-        "PALO_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-    palo = Path(sys.executable).with_name("palo")
-    return subprocess.Popen(
-        [str(palo), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_until_up(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "palo serve exited"
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/v1/openapi.json")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-        finally:
-            conn.close()
-    pytest.fail("palo serve did not start")
-
-
 @pytest.fixture
 def two_hosts(database_url: str) -> Iterator[list[int]]:
-    ports = [_free_port(), _free_port()]
-    processes = [_start(database_url, port) for port in ports]
+    ports = [free_port(), free_port()]
+    processes = [start_server(database_url, port) for port in ports]
     try:
         for port, process in zip(ports, processes, strict=True):
-            _wait_until_up(port, process)
+            wait_until_up(port, process)
         yield ports
     finally:
         for process in processes:
@@ -215,10 +171,10 @@ def test_a_burst_of_guesses_gets_exactly_the_allowed_failures(
 def test_the_forwarded_address_counts_only_from_a_trusted_proxy(
     database_url: str, runtime: Runtime, trusted: dict[str, str], counted_as: str
 ) -> None:
-    port = _free_port()
-    process = _start(database_url, port, **trusted)
+    port = free_port()
+    process = start_server(database_url, port, **trusted)
     try:
-        _wait_until_up(port, process)
+        wait_until_up(port, process)
         _forget_logins(runtime)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request(

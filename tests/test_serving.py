@@ -23,15 +23,9 @@ import pytest
 from palo_api.db import migrate
 from palo_api.serving import MAX_HEAD_BYTES
 from tests.conftest import TEST_SIGNING_KEYS
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 HEAD_TIMEOUT = 2
@@ -42,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     database = tmp_path_factory.mktemp("serve") / "serve.db"
     url = f"sqlite:///{database}"
     migrate.upgrade(url)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PALO_DATABASE_URL": url,

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from palo_api.runtime import Runtime
 from palo_api.services import signing
-from tests.conftest import TEST_SIGNING_KEYS, Account, Factory
-from tests.test_limits_across_hosts import _free_port, _start, _wait_until_up
+from tests.conftest import Account, Factory
+from tests.processes import (
+    WEBHOOK_ENV,
+    Receiver,
+    free_port,
+    running_receiver,
+    start_server,
+    start_worker,
+    wait_until_up,
+)
 from tests.test_worker import settle_earlier_tests
 
 pytestmark = pytest.mark.slow
@@ -39,101 +40,23 @@ ALL_EVENTS = [
 ]
 
 
-@dataclass
-class Received:
-    event_id: str
-    event_type: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass
-class Receiver:
-    """Records every delivery; ``fail`` decides which ones to answer 500."""
-
-    received: list[Received] = field(default_factory=list)
-    fail: Callable[[dict[str, Any], int], bool] = lambda _event, _seen: False
-    delay: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        event = json.loads(body)
-        time.sleep(self.delay)
-        with self.lock:
-            seen = sum(1 for r in self.received if r.event_id == event["id"])
-            status = 500 if self.fail(event, seen) else 204
-            self.received.append(
-                Received(event["id"], event["type"], headers, body, status)
-            )
-        return status
-
-    def accepted(self) -> dict[str, Received]:
-        with self.lock:
-            return {r.event_id: r for r in self.received if r.status < 300}
-
-    def wait_for(self, predicate: Callable[[], bool], seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        pytest.fail(f"not delivered in {seconds} s; received {len(self.received)}")
-
-
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, int]]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = state.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-ENV = {"PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
+    with running_receiver() as running:
+        yield running
 
 
 @pytest.fixture
 def api(database_url: str, runtime: Runtime) -> Iterator[int]:
     settle_earlier_tests(runtime)
-    port = _free_port()
-    process = _start(database_url, port, **ENV)
+    port = free_port()
+    process = start_server(database_url, port, **WEBHOOK_ENV)
     try:
-        _wait_until_up(port, process)
+        wait_until_up(port, process)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def start_worker(database_url: str) -> subprocess.Popen[bytes]:
-    palo = Path(sys.executable).with_name("palo")
-    env = {
-        **os.environ,
-        **ENV,
-        "PALO_DATABASE_URL": database_url,
-        "PALO_SIGNING_KEYS": TEST_SIGNING_KEYS,
-        "PALO_LOG_LEVEL": "WARNING",
-    }
-    command = [str(palo), "worker", "--poll-interval", "0.1"]
-    command += ["--lease-seconds", "15", "--first-retry", "0.5"]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
 
 
 @pytest.fixture
