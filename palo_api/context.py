@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from palo_api.runtime import Runtime
@@ -26,7 +26,9 @@ class RequestState:
     org_id: uuid.UUID | None = None
     client_id: str | None = None
     error: BaseException | None = None
-    token_refused: bool = False
+    # The bearer token checked for this request and what the check gave: the
+    # caller's token info, or the error it raised.
+    bearer: tuple[str, dict[str, Any] | Exception] | None = None
 
 
 _current: ContextVar[RequestState] = ContextVar("palo_request")

@@ -12,8 +12,19 @@ from palo_api.services import auth
 
 
 async def bearer_info(token: str) -> dict[str, Any]:
-    """Resolve a bearer token to its caller (``bearerAuth`` scheme)."""
+    """Resolve a bearer token to its caller (``bearerAuth`` scheme).
+
+    Connexion tries each scheme an operation accepts until one succeeds, and
+    ``oauth2`` carries the same token: the outcome of the first check is
+    kept for the request and given again, so that a token is looked up, and
+    a refusal counted, once (and an unreachable database waited for once).
+    """
     state = context.current()
+    if state.bearer is not None and state.bearer[0] == token:
+        outcome = state.bearer[1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
     runtime = state.runtime
 
     def authenticate() -> auth.Principal:
@@ -25,15 +36,15 @@ async def bearer_info(token: str) -> dict[str, Any]:
     # The lookup is blocking database work: keep it off the event loop.
     try:
         principal = await run_in_threadpool(authenticate)
-    except ApiError as exc:
-        # Connexion tries each scheme the operation accepts (bearer, then
-        # OAuth2) with the same token: count the request once.
-        if not state.token_refused:
-            state.token_refused = True
+    except Exception as exc:
+        if isinstance(exc, ApiError):
             metrics.TOKEN_FAILURES.labels(exc.code).inc()
+        state.bearer = (token, exc)
         raise
     state.org_id, state.client_id = principal.org_id, principal.client_id
-    return {"sub": str(principal.user_id), "principal": principal}
+    info = {"sub": str(principal.user_id), "principal": principal}
+    state.bearer = (token, info)
+    return info
 
 
 async def token_info(token: str) -> dict[str, Any]:
