@@ -15,6 +15,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long opening a PostgreSQL connection may take. libpq's default is to
+# wait for ever: with a database host that accepts connections but does not
+# answer, every request (and every readiness probe) would hang, not fail.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # How long a writer waits for its turn among this process's writers (SQLite).
 SQLITE_WRITER_QUEUE_SECONDS = 30.0
 
@@ -31,6 +35,10 @@ def build_engine(url: str) -> Engine:
     """Create an engine tuned for several gunicorn workers writing at once."""
     url = normalise_url(url)
     if not url.startswith("sqlite"):
+        # A connect_timeout given in the URL is kept.
+        timeout = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
+        if "connect_timeout" in make_url(url).query:
+            timeout = {}
         return create_engine(
             url,
             pool_size=5,
@@ -42,6 +50,7 @@ def build_engine(url: str) -> Engine:
             # Errors and logs never carry statement parameters: they hold
             # webhook secrets and whatever clients sent.
             hide_parameters=True,
+            connect_args=timeout,
         )
 
     database = make_url(url).database
