@@ -44,9 +44,6 @@ def build_engine(url: str) -> Engine:
             pool_size=5,
             max_overflow=10,
             pool_pre_ping=True,
-            # A database that does not answer is reported within seconds, not
-            # after the kernel's TCP timeout (about two minutes).
-            connect_args={"connect_timeout": 5},
             # Errors and logs never carry statement parameters: they hold
             # webhook secrets and whatever clients sent.
             hide_parameters=True,
