@@ -313,15 +313,16 @@ def per_process(
 
 
 def test_request_counts_add_up_across_workers_and_restart_from_zero(
-    database_url: str, factory: Factory
+    database_url: str, factory: Factory, tmp_path: Path
 ) -> None:
+    log = tmp_path / "server.log"
     account = factory.account()
     port = free_port()
     # Where `palo serve` keeps the workers' files without PALO_METRICS_DIR.
     directory = Path(tempfile.gettempdir(), f"palo-metrics-{port}")
     labels = {"method": "GET", "route": "/v1/projects", "status": "200"}
     try:
-        with serving(database_url, port):
+        with serving(database_url, port, log=log):
             # The server answers as soon as one worker is up; wait for both.
             probe = ("palo_http_requests_total", "GET", "/healthz", "200")
             deadline = time.monotonic() + 30
@@ -344,7 +345,7 @@ def test_request_counts_add_up_across_workers_and_restart_from_zero(
                         range(60),
                     )
                 )
-            assert statuses == [200] * 60
+            assert statuses == [200] * 60, log.read_text()[-3000:]
             # Both workers answered some: a scrape must add up their files.
             served = per_process(directory, "palo_http_requests_total", **labels)
             assert sum(served.values()) == 60

@@ -18,7 +18,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How long opening a PostgreSQL connection may take. libpq's default is to
 # wait for ever: with a database host that accepts connections but does not
 # answer, every request (and every readiness probe) would hang, not fail.
-POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 # How long a writer waits for its turn among this process's writers (SQLite).
 SQLITE_WRITER_QUEUE_SECONDS = 30.0
 
