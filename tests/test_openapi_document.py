@@ -197,3 +197,37 @@ def test_contract_run_excludes_exactly_the_operations_not_built() -> None:
 
     excluded = {i for i in all_ids if any(re.fullmatch(p, i) for p in disabled)}
     assert excluded == NOT_BUILT
+
+
+def _open_objects_in_responses() -> list[str]:
+    """Object schemas reachable from a response that leave extra fields unsaid."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict) and "$ref" in node:
+            if node["$ref"] not in seen:
+                seen.add(node["$ref"])
+                walk(_deref(node), node["$ref"])
+            return
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "additionalProperties" not in node:
+                found.append(where)
+            for key, value in node.items():
+                if key not in ("example", "examples", "links"):
+                    walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}/{i}")
+
+    for path, method, operation in OPERATIONS:
+        for status, response in operation["responses"].items():
+            walk(response, f"{method} {path} {status}")
+    return found
+
+
+def test_every_response_object_says_whether_it_takes_other_fields() -> None:
+    # An OpenAPI object takes any extra field unless it says otherwise. Saying
+    # it lets the tests' response check (tests/response_check.py) and
+    # Schemathesis refuse a field the server sends and the document lacks.
+    assert _open_objects_in_responses() == []

@@ -23,17 +23,19 @@ from palo_api.services.throttle import (
     client_key,
 )
 from tests.conftest import Account, Factory, assert_error
+from tests.response_check import ResponseChecker
 from tests.test_auth import as_basic, as_form, as_json, request_token
 
 _addresses = itertools.count(1)
 
 
 @pytest.fixture
-def address(app: Any) -> Iterator[TestClient]:
+def address(app: Any, response_checker: ResponseChecker) -> Iterator[TestClient]:
     """A client calling from an address of its own (192.0.2.0/24 is TEST-NET-1)."""
     n = next(_addresses)
     host = f"192.0.2.{n % 250 + 1}" if n < 250 else f"198.51.100.{n % 250 + 1}"
     with TestClient(app, client=(host, 40000)) as test_client:
+        test_client.event_hooks = {"response": [response_checker]}
         yield test_client
 
 
@@ -121,12 +123,16 @@ def test_one_client_throttled_leaves_others_from_the_same_address_alone(
 
 
 def test_a_client_throttled_from_one_address_is_throttled_from_every_address(
-    app: Any, settings: Settings, member_account: Account
+    app: Any,
+    settings: Settings,
+    member_account: Account,
+    response_checker: ResponseChecker,
 ) -> None:
     with (
         TestClient(app, client=("203.0.113.7", 1)) as first,
         TestClient(app, client=("203.0.113.8", 1)) as second,
     ):
+        first.event_hooks = second.event_hooks = {"response": [response_checker]}
         fail(first, member_account, settings.login_max_failures)
 
         assert_error(attempt(second, member_account), 429, "too_many_attempts")
