@@ -231,3 +231,52 @@ def test_every_response_object_says_whether_it_takes_other_fields() -> None:
     # it lets the tests' response check (tests/response_check.py) and
     # Schemathesis refuse a field the server sends and the document lacks.
     assert _open_objects_in_responses() == []
+
+
+def test_every_narrowing_of_the_contract_run_gives_its_reason() -> None:
+    from tests.conftest import REPO_ROOT
+
+    lines = (REPO_ROOT / "schemathesis.toml").read_text().splitlines()
+    tables = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith(("[[operations]]", "[checks.", "[phases."))
+    ]
+
+    # Each table that narrows the run follows a comment that says why.
+    assert tables
+    for i in tables:
+        assert lines[i - 1].startswith("#"), f"no reason above {lines[i]!r}"
+
+
+# Checks that schemathesis.toml turns off for some operations, with its reasons.
+CONTRACT_EXCEPTIONS = {
+    "use_after_free": {"get_project", "update_project", "list_project_members"},
+}
+
+
+def test_contract_run_keeps_every_check_but_the_written_exceptions(
+    monkeypatch,
+) -> None:
+    import schemathesis
+    from schemathesis.checks import CHECKS
+    from schemathesis.config import SchemathesisConfig
+
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.setenv("PALO_CONTRACT_CLIENT_ID", "id")
+    monkeypatch.setenv("PALO_CONTRACT_CLIENT_SECRET", "secret")
+    config = SchemathesisConfig.from_path(str(REPO_ROOT / "schemathesis.toml"))
+    project = config.projects.default
+    schema = schemathesis.openapi.from_dict(SPEC, config=config)
+
+    off = {}
+    for path, method, operation in OPERATIONS:
+        found = schema.find_operation_by_label(f"{method.upper()} {path}")
+        for phase in ("examples", "coverage", "fuzzing", "stateful"):
+            checks = project.checks_config_for(operation=found, phase=phase)
+            for name in CHECKS.get_all_names():
+                if not checks.get_by_name(name=name).enabled:
+                    off.setdefault(name, set()).add(operation["operationId"])
+
+    assert off == CONTRACT_EXCEPTIONS
