@@ -29,6 +29,13 @@ export PALO_LOG_LEVEL=WARNING
 # operations. No worker runs here, so nothing is ever sent. The guard itself
 # is tested in tests/test_webhooks.py and tests/test_targets.py.
 export PALO_WEBHOOK_ALLOW_PRIVATE_TARGETS=true
+# Schemathesis sends POST /auth/token hundreds of wrong credentials from this
+# one address, and fetches the contract client's token again every 300 s from
+# the same address: past the per-address limit of failed logins (50 in 15
+# minutes) that fetch is refused with 429 and every later call fails to
+# authenticate. The limit per client id still applies, and
+# tests/test_throttle.py tests both.
+export PALO_LOGIN_MAX_FAILURES_PER_ADDRESS=100000
 
 server_pid=""
 cleanup() {
