@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run test test-sqlite test-postgres lint contract contract-postgres bench bench-tickets bench-webhooks clean
+.PHONY: venv tools run test test-sqlite test-postgres lint lint-openapi compat types-check contract contract-postgres bench bench-tickets bench-webhooks clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,17 @@ $(BIN)/palo: pyproject.toml
 	touch $@
 
 venv: $(BIN)/palo
+
+# The document's tools: npm packages pinned in tools/package-lock.json.
+NPM_TOOLS := tools/node_modules/.package-lock.json
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+
+$(NPM_TOOLS): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund
+	touch $@
+
+tools: $(NPM_TOOLS)
 
 ## Serve the API on the embedded SQLite database, creating demo credentials once.
 run: $(BIN)/palo
@@ -27,10 +38,10 @@ run: $(BIN)/palo
 ## The whole suite on SQLite, then on PostgreSQL ($(PG_TEST_URL)).
 test: $(BIN)/palo test-sqlite test-postgres
 
-test-sqlite: $(BIN)/palo
+test-sqlite: $(BIN)/palo tools
 	$(BIN)/pytest -q
 
-test-postgres: $(BIN)/palo
+test-postgres: $(BIN)/palo tools
 	PALO_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
 
 ## ruff (lint and format) and mypy.
@@ -38,6 +49,21 @@ lint: $(BIN)/palo
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## The document: openapi-spec-validator, then Redocly's lint (redocly.yaml).
+lint-openapi: $(BIN)/palo $(NPM_TOOLS)
+	$(BIN)/openapi-spec-validator openapi/palo-v1.yaml
+	tools/node_modules/.bin/redocly lint --config redocly.yaml openapi/palo-v1.yaml
+
+## Fail on a change that breaks clients of the released document.
+compat: $(NPM_TOOLS)
+	node tools/compat.mjs openapi/released/palo-v1.yaml openapi/palo-v1.yaml
+
+## TypeScript types from the document, and a client that must compile against them.
+types-check: $(NPM_TOOLS)
+	mkdir -p build/ts
+	tools/node_modules/.bin/openapi-typescript openapi/palo-v1.yaml -o build/ts/palo-v1.ts
+	tools/node_modules/.bin/tsc -p tools/ts/tsconfig.json
 
 ## Schemathesis against the live gunicorn server, on SQLite and on PostgreSQL.
 contract: $(BIN)/palo
@@ -73,4 +99,4 @@ bench-webhooks: $(BIN)/palo
 	$(BIN)/python bench/webhooks_load.py --backlog --url postgresql://postgres@127.0.0.1:5432/$(BENCH_HOOKS_DB)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var build tools/node_modules

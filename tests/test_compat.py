@@ -1,0 +1,123 @@
+"""The compatibility guard (``make compat``) refuses changes that break clients.
+
+Each test changes a copy of the released document and runs the guard,
+``tools/compat.mjs`` (api-smart-diff), on it as ``make compat`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+RELEASED = REPO_ROOT / "openapi" / "released" / "palo-v1.yaml"
+GUARD = REPO_ROOT / "tools" / "compat.mjs"
+Change = Callable[[dict[str, Any]], None]
+
+
+def _guard(current: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None or not (REPO_ROOT / "tools" / "node_modules").exists():
+        pytest.fail("the guard needs Node.js and `make tools`")
+    return subprocess.run(
+        [node, str(GUARD), str(RELEASED), str(current)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _changed(tmp_path: Path, change: Change) -> Path:
+    document = copy.deepcopy(yaml.safe_load(RELEASED.read_text(encoding="utf-8")))
+    change(document)
+    path = tmp_path / "palo-v1.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _schema(document: dict[str, Any], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = document["components"]["schemas"][name]
+    return schema
+
+
+def remove_path(document: dict[str, Any]) -> None:
+    del document["paths"]["/webhooks/{webhook_id}/ping"]
+
+
+def remove_response_field(document: dict[str, Any]) -> None:
+    project = _schema(document, "Project")
+    del project["properties"]["purge_after"]
+    project["required"].remove("purge_after")
+
+
+def remove_enum_value(document: dict[str, Any]) -> None:
+    _schema(document, "TicketCreate")["properties"]["priority"]["enum"].remove("p4")
+
+
+def remove_query_enum_value(document: dict[str, Any]) -> None:
+    status = document["paths"]["/projects"]["get"]["parameters"][2]
+    assert status["name"] == "status"
+    status["schema"]["enum"].remove("archived")
+
+
+def add_required_request_field(document: dict[str, Any]) -> None:
+    ticket = _schema(document, "TicketCreate")
+    ticket["properties"]["team"] = {"type": "string"}
+    ticket["required"].append("team")
+
+
+def require_optional_request_field(document: dict[str, Any]) -> None:
+    _schema(document, "TicketCreate")["required"].append("description")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        remove_path,
+        remove_response_field,
+        remove_enum_value,
+        remove_query_enum_value,
+        add_required_request_field,
+        require_optional_request_field,
+    ],
+    ids=lambda change: change.__name__,
+)
+def test_guard_refuses_a_breaking_change(tmp_path: Path, change: Change) -> None:
+    result = _guard(_changed(tmp_path, change))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "breaking:" in result.stdout
+
+
+def add_optional_response_field(document: dict[str, Any]) -> None:
+    _schema(document, "Project")["properties"]["color"] = {"type": "string"}
+
+
+def add_operation(document: dict[str, Any]) -> None:
+    document["paths"]["/tickets/{ticket_id}"]["delete"] = copy.deepcopy(
+        document["paths"]["/webhooks/{webhook_id}"]["delete"]
+    ) | {"operationId": "delete_ticket", "tags": ["tickets"]}
+
+
+@pytest.mark.parametrize(
+    "change", [add_optional_response_field, add_operation], ids=lambda c: c.__name__
+)
+def test_guard_accepts_an_additive_change(tmp_path: Path, change: Change) -> None:
+    result = _guard(_changed(tmp_path, change))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_current_document_keeps_the_released_contract() -> None:
+    result = _guard(REPO_ROOT / "openapi" / "palo-v1.yaml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
