@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv tools run test test-sqlite test-postgres lint lint-openapi compat types-check contract contract-postgres bench bench-tickets bench-webhooks clean
+.PHONY: venv tools run test test-sqlite test-postgres lint lint-openapi compat types-check sdk-check contract contract-postgres bench bench-tickets bench-webhooks clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,10 @@ $(BIN)/palo: pyproject.toml
 
 venv: $(BIN)/palo
 
-# The document's tools: npm packages pinned in tools/package-lock.json.
+# The document's tools: npm packages pinned in tools/package-lock.json, and the
+# Python SDK generator in a virtualenv of its own (tools/sdk-requirements.txt).
 NPM_TOOLS := tools/node_modules/.package-lock.json
+SDK_TOOLS := build/sdk-tools/bin/openapi-python-client
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
@@ -27,7 +29,12 @@ $(NPM_TOOLS): tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund
 	touch $@
 
-tools: $(NPM_TOOLS)
+$(SDK_TOOLS): tools/sdk-requirements.txt
+	$(PYTHON) -m venv build/sdk-tools
+	build/sdk-tools/bin/pip install --quiet -r tools/sdk-requirements.txt
+	touch $@
+
+tools: $(NPM_TOOLS) $(SDK_TOOLS)
 
 ## Serve the API on the embedded SQLite database, creating demo credentials once.
 run: $(BIN)/palo
@@ -64,6 +71,10 @@ types-check: $(NPM_TOOLS)
 	mkdir -p build/ts
 	tools/node_modules/.bin/openapi-typescript openapi/palo-v1.yaml -o build/ts/palo-v1.ts
 	tools/node_modules/.bin/tsc -p tools/ts/tsconfig.json
+
+## A generated Python SDK against a live server, and the TypeScript types.
+sdk-check: $(BIN)/palo tools types-check
+	$(BIN)/pytest -q tests/test_sdk_e2e.py
 
 ## Schemathesis against the live gunicorn server, on SQLite and on PostgreSQL.
 contract: $(BIN)/palo
