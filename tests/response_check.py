@@ -45,7 +45,9 @@ class ResponseChecker:
     def __call__(self, response: httpx.Response) -> None:
         response.read()
         request = response.request
-        path = request.url.path
+        # As sent: a decoded path would turn /v1%2Fprojects, which no route
+        # matches, into /v1/projects.
+        path = request.url.raw_path.decode("ascii").partition("?")[0]
         if not path.startswith("/v1/") or path.startswith(OUTSIDE_DOCUMENT):
             return
 

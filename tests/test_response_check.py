@@ -80,10 +80,11 @@ PROJECT = f"/v1/projects/{uuid.uuid4()}"
     [
         _answer("GET", PROJECT, 404, _error()),
         _answer("GET", "/v1/nowhere", 404, _error()),
+        _answer("GET", "/v1%2Fprojects", 404, _error()),
         _answer("PUT", "/v1/projects", 405, _error("method_not_allowed")),
         _answer("GET", "/healthz", 200, "not under /v1"),
     ],
-    ids=["declared", "unknown route", "unknown method", "outside /v1"],
+    ids=["declared", "unknown route", "encoded slash", "unknown method", "outside /v1"],
 )
 def test_documented_answers_pass(checker: ResponseChecker, response) -> None:
     checker(response)
