@@ -79,9 +79,36 @@ def require_optional_request_field(document: dict[str, Any]) -> None:
     _schema(document, "TicketCreate")["required"].append("description")
 
 
+def remove_optional_request_field(document: dict[str, Any]) -> None:
+    # Request bodies refuse unknown fields: a client still sending it gets 422.
+    del _schema(document, "TicketCreate")["properties"]["description"]
+
+
+def remove_query_parameter(document: dict[str, Any]) -> None:
+    # Unknown query parameters answer 400.
+    parameters = document["paths"]["/tickets"]["get"]["parameters"]
+    document["paths"]["/tickets"]["get"]["parameters"] = [
+        p for p in parameters if p.get("name") != "priority"
+    ]
+    assert len(document["paths"]["/tickets"]["get"]["parameters"]) < len(parameters)
+
+
+def rename_operation(document: dict[str, Any]) -> None:
+    # Generated SDKs name their functions after operationIds.
+    document["paths"]["/projects"]["post"]["operationId"] = "make_project"
+
+
+def narrow_request_type(document: dict[str, Any]) -> None:
+    _schema(document, "TicketCreate")["properties"]["title"]["maxLength"] = 10
+
+
 @pytest.mark.parametrize(
     "change",
     [
+        remove_optional_request_field,
+        remove_query_parameter,
+        rename_operation,
+        narrow_request_type,
         remove_path,
         remove_response_field,
         remove_enum_value,
