@@ -1,8 +1,10 @@
 """Fill a PostgreSQL database with tickets shaped like a large real tenant.
 
-One big organization holds ``--tickets`` tickets in 200 projects of very
-uneven size (the biggest has 30 % of them), 500 users of whom a few are org
-admins, 5 to 50 members per project and a few archived projects. A few small
+One big organization holds ``--tickets`` tickets in ``--projects`` projects
+(200 by default) of very uneven size (the biggest has 30 % of them), 500 users
+of whom a few are org admins, 5 to 50 members per project and a few archived
+projects. A share of the tickets (``--activity-share``) has comments and a
+history: its creation, a comment event per comment, and a few updates. A few small
 organizations of 10,000 tickets each share the tables, as other tenants would.
 Statuses follow the age of a ticket: most old tickets are resolved or closed,
 most open ones are recent. Rows are written with COPY in creation order, so
@@ -17,6 +19,7 @@ and foreign keys of ``tickets`` are rebuilt once at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import time
@@ -47,6 +50,14 @@ WORDS = (
 PROJECT_COLUMNS = (
     *("id", "org_id", "name", "description", "template", "status", "settings"),
     *("created_by", "created_at", "updated_at", "archived_at", "purge_after"),
+)
+COMMENT_COLUMNS = (
+    *("id", "ticket_id", "author_id", "body", "body_html", "mentions"),
+    "created_at",
+)
+HISTORY_COLUMNS = (
+    *("id", "org_id", "ticket_id", "actor_id", "action", "comment_id", "changes"),
+    *("request_id", "created_at"),
 )
 TICKET_COLUMNS = (
     *("id", "org_id", "project_id", "title", "description", "status", "priority"),
@@ -102,6 +113,18 @@ def parse_args() -> argparse.Namespace:
         default=1_000_000,
         help="tickets of the big organization (default 1,000,000)",
     )
+    parser.add_argument(
+        "--projects",
+        type=int,
+        default=200,
+        help="projects of the big organization (default 200)",
+    )
+    parser.add_argument(
+        "--activity-share",
+        type=float,
+        default=0.0,
+        help="share of tickets with comments and history (default 0)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     parser.add_argument(
         "--small-orgs", type=int, default=3, help="other organizations (default 3)"
@@ -117,7 +140,10 @@ def parse_args() -> argparse.Namespace:
 
 def org_shapes(args: argparse.Namespace) -> list[OrgShape]:
     """The big organization first, then the small ones."""
-    big = OrgShape("Bigco", "enterprise", 500, 8, 200, 5, args.tickets, 0.30)
+    archived = max(1, args.projects // 40)
+    big = OrgShape(
+        "Bigco", "enterprise", 500, 8, args.projects, archived, args.tickets, 0.30
+    )
     small = [
         OrgShape(f"Smallco {n}", "business", 40, 2, 8, 1, args.small_org_tickets, 0.4)
         for n in range(1, args.small_orgs + 1)
@@ -281,6 +307,85 @@ def ticket_rows(
         )
 
 
+def sampled(
+    rows: Iterable[tuple[Any, ...]],
+    share: float,
+    rng: random.Random,
+    picked: list[tuple[Any, ...]],
+) -> Iterator[tuple[Any, ...]]:
+    """``rows`` unchanged, keeping about ``share`` of them in ``picked``."""
+    for row in rows:
+        if share and rng.random() < share:
+            picked.append(row)
+        yield row
+
+
+def activity_rows(
+    tickets: Iterable[tuple[Any, ...]],
+    projects: dict[uuid.UUID, ProjectSeed],
+    rng: random.Random,
+    now: float,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Comments and history rows of ``tickets`` (rows of ``TICKET_COLUMNS``)."""
+    comments: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    for ticket_id, org_id, project_id, title, _, _, priority, *rest in tickets:
+        reporter, created = rest[1], rest[2].timestamp()
+        writers = projects[project_id].writers or [reporter]
+        created_changes = [
+            {"field": "title", "from": None, "to": title},
+            {"field": "status", "from": None, "to": "open"},
+            {"field": "priority", "from": None, "to": priority},
+        ]
+        history.append(
+            _event(rng, org_id, ticket_id, reporter, "ticket.created",
+                   None, created_changes, created)
+        )  # fmt: skip
+        moments = sorted(
+            created + rng.random() * min(now - created, 30 * DAY)
+            for _ in range(rng.randint(0, 6))
+        )
+        status = "open"
+        for moment in moments:
+            actor = rng.choice(writers)
+            if rng.random() < 0.6:
+                comment_id = new_uuid(rng)
+                body = f"Seen again on the {rng.choice(WORDS)} step."
+                comments.append(
+                    (comment_id, ticket_id, actor, body, f"<p>{body}</p>\n",
+                     "[]", _at(moment))
+                )  # fmt: skip
+                history.append(
+                    _event(rng, org_id, ticket_id, actor, "comment.created",
+                           comment_id, [], moment)
+                )  # fmt: skip
+            else:
+                after = "in_progress" if status == "open" else "open"
+                change = [{"field": "status", "from": status, "to": after}]
+                status = after
+                history.append(
+                    _event(rng, org_id, ticket_id, actor, "ticket.updated",
+                           None, change, moment)
+                )  # fmt: skip
+    return comments, history
+
+
+def _event(
+    rng: random.Random,
+    org_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    actor: uuid.UUID,
+    action: str,
+    comment_id: uuid.UUID | None,
+    changes: list[dict[str, Any]],
+    at: float,
+) -> tuple[Any, ...]:
+    return (
+        new_uuid(rng), org_id, ticket_id, actor, action, comment_id,
+        json.dumps(changes), new_uuid(rng), _at(at),
+    )  # fmt: skip
+
+
 def _status(age_days: float, rng: random.Random) -> str:
     # About 10 % open and 4 % in progress overall, nearly all of them recent.
     fresh = math.exp(-age_days / 45)
@@ -403,9 +508,17 @@ def main() -> None:
             build_org(shape, seed, rng, now)
         keys = ticket_keys(seed.ticket_projects, rng, now)
         write_seed(conn, seed)
+        # Its own generator, so that the tickets are the same whatever the share.
+        activity_rng = random.Random(args.seed + 1)  # noqa: S311
+        active: list[tuple[Any, ...]] = []
         with tickets_without_extras(conn):
             rows = ticket_rows(keys, seed.ticket_projects, rng, now)
+            rows = sampled(rows, args.activity_share, activity_rng, active)
             tickets = copy_rows(conn, "tickets", TICKET_COLUMNS, rows)
+            by_id = {project.id: project for project in seed.ticket_projects}
+            comments, history = activity_rows(active, by_id, activity_rng, now)
+            copy_rows(conn, "comments", COMMENT_COLUMNS, comments)
+            copy_rows(conn, "audit_events", HISTORY_COLUMNS, history)
             copied = time.perf_counter()
         conn.commit()
         indexed = time.perf_counter()
@@ -421,7 +534,8 @@ def main() -> None:
     print(
         f"seeded {len(seed.organizations)} organizations, {len(seed.users)} users,"
         f" {len(seed.projects)} projects, {len(seed.members)} memberships,"
-        f" {tickets:,} tickets"
+        f" {tickets:,} tickets, {len(comments):,} comments,"
+        f" {len(history):,} history events"
     )
     print(summary)
     print(
