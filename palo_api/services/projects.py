@@ -221,6 +221,15 @@ def visible_project_ids(
     return query
 
 
+def hidden_project_ids(principal: Principal) -> Select[uuid.UUID]:
+    """Ids of the projects of the caller's organization that an org admin
+    does not see in lists: archived ones, and those being purged."""
+    return select(Project.id).where(
+        Project.org_id == principal.org_id,
+        or_(Project.status != "active", Project.purge_after <= utcnow()),
+    )
+
+
 def _visible(principal: Principal) -> Select[Project]:
     """Projects of the caller's organization that the caller may see."""
     query = select(Project).where(
