@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
-from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket
+from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket, User
 from palo_api.db.types import utcnow
 from palo_api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from palo_api.schemas import dump_project
@@ -27,6 +27,14 @@ UPDATABLE_FIELDS = ("name", "description", "status", "settings")
 # Settings are configuration, not storage: a cap keeps every project, and a
 # page of 100 of them, a few megabytes at most.
 MAX_SETTINGS_BYTES = 16 * 1024
+# A project's members, each with the user it shows (name and email), in one
+# more query; not the users' organizations, which every user row would
+# otherwise join and load, and no project body shows.
+WITH_MEMBERS = (
+    selectinload(Project.members)
+    .joinedload(ProjectMember.user)
+    .options(lazyload(User.organization)),
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ def list_projects(
 
     projects = list(
         session.scalars(
-            query.options(selectinload(Project.members))
+            query.options(*WITH_MEMBERS)
             .order_by(Project.created_at.desc(), Project.id.desc())
             .limit(limit)
             .offset(offset)
@@ -70,11 +78,7 @@ def get_project(
     ``for_share`` only keeps it from changing (being archived, say) while
     the transaction writes beneath it.
     """
-    query = (
-        _visible(principal)
-        .where(Project.id == project_id)
-        .options(selectinload(Project.members))
-    )
+    query = _visible(principal).where(Project.id == project_id).options(*WITH_MEMBERS)
     if for_update:
         query = query.with_for_update(of=Project)
     elif for_share:
