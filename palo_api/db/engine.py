@@ -41,8 +41,13 @@ def build_engine(url: str) -> Engine:
             timeout = {}
         return create_engine(
             url,
-            pool_size=5,
-            max_overflow=10,
+            # Every request in flight holds a connection for its unit of work,
+            # and connections past pool_size are closed as soon as they are
+            # returned: with 5, a worker serving 8 requests at once opened a
+            # new PostgreSQL session (a backend process and the driver's
+            # set-up queries) for a good part of them.
+            pool_size=12,
+            max_overflow=8,
             pool_pre_ping=True,
             # Errors and logs never carry statement parameters: they hold
             # webhook secrets and whatever clients sent.
