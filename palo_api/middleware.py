@@ -236,7 +236,12 @@ class QuotaMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = _principal(scope)
-        if principal is not None and _operation_id(scope) not in UNCOUNTED:
+        if (
+            principal is not None
+            and _operation_id(scope) not in UNCOUNTED
+            # A plan without a limit counts nothing: no thread, no session.
+            and quotas.daily_limit(principal.plan) is not None
+        ):
             database = self.runtime.database
 
             def take() -> quotas.QuotaState | None:
