@@ -71,7 +71,22 @@ def _member(member: ProjectMember) -> dict[str, Any]:
     }
 
 
-def _project(project: Project) -> dict[str, Any]:
+def _member_row(row: Any) -> dict[str, Any]:
+    return {
+        "project_id": str(row.project_id),
+        "user_id": str(row.user_id),
+        "email": row.email,
+        "name": row.name,
+        "role": row.role,
+        "added_at": rfc3339(row.added_at),
+    }
+
+
+def _project(
+    project: Project, members: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    if members is None:
+        members = [_member(member) for member in project.members]
     return {
         "id": str(project.id),
         "name": project.name,
@@ -79,7 +94,7 @@ def _project(project: Project) -> dict[str, Any]:
         "template": project.template,
         "status": project.status,
         "settings": dict(project.settings),
-        "members": [_member(member) for member in project.members],
+        "members": members,
         "created_by": str(project.created_by),
         "created_at": rfc3339(project.created_at),
         "updated_at": rfc3339(project.updated_at),
@@ -158,16 +173,25 @@ class ClientOut(Schema):
     created_at = Timestamp()
 
 
-project_out = Shape(_project)
+project_out = Shape[Project](_project)
 project_member_out = Shape(_member)
 ticket_out = Shape(_ticket)
 comment_out = Shape(_comment)
 audit_event_out = Shape(_audit_event)
 
 
-def dump_project(project: Any, ticket_counts: dict[str, int]) -> dict[str, Any]:
-    """A project's response body; its ticket counts come from a separate query."""
-    body = project_out.dump(project)
+def dump_project(
+    project: Any, ticket_counts: dict[str, int], members: Iterable[Any] | None = None
+) -> dict[str, Any]:
+    """A project's response body; its ticket counts come from a separate query.
+
+    ``members`` are rows of (project_id, user_id, email, name, role, added_at)
+    when the project's own ``members`` were not loaded (lists).
+    """
+    if members is None:
+        body = project_out.dump(project)
+    else:
+        body = _project(project, [_member_row(row) for row in members])
     body["ticket_counts"] = ticket_counts
     return body
 

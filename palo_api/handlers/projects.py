@@ -21,7 +21,10 @@ def list_projects(limit: int, offset: int, status: str = "active") -> Reply:
             limit=limit,
             offset=offset,
         )
-        items = [dump_project(p, page.ticket_counts[p.id]) for p in page.projects]
+        items = [
+            dump_project(p, page.ticket_counts[p.id], page.members[p.id])
+            for p in page.projects
+        ]
     return dump_page(items, total=page.total, limit=limit, offset=offset), 200
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, lazyload, selectinload
+from sqlalchemy.orm import Session, lazyload, raiseload, selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
 from palo_api.db.models import TICKET_STATUSES, Project, ProjectMember, Ticket, User
@@ -40,6 +40,10 @@ WITH_MEMBERS = (
 @dataclass(frozen=True)
 class ProjectPage:
     projects: list[Project]
+    # Each project's members as rows (user_id, email, name, role, added_at),
+    # oldest first: a page holds hundreds, which as ORM objects with their
+    # users cost more than everything else in the request.
+    members: dict[uuid.UUID, list[Any]]
     ticket_counts: dict[uuid.UUID, dict[str, int]]
     total: int
 
@@ -53,14 +57,44 @@ def list_projects(
 
     projects = list(
         session.scalars(
-            query.options(*WITH_MEMBERS)
+            query.options(raiseload(Project.members))
             .order_by(Project.created_at.desc(), Project.id.desc())
             .limit(limit)
             .offset(offset)
         )
     )
-    counts = count_tickets(session=session, project_ids=[p.id for p in projects])
-    return ProjectPage(projects=projects, ticket_counts=counts, total=total)
+    ids = [p.id for p in projects]
+    counts = count_tickets(session=session, project_ids=ids)
+    return ProjectPage(
+        projects=projects,
+        members=_member_rows(session, ids),
+        ticket_counts=counts,
+        total=total,
+    )
+
+
+def _member_rows(
+    session: Session, project_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Any]]:
+    members: dict[uuid.UUID, list[Any]] = {pid: [] for pid in project_ids}
+    if not project_ids:
+        return members
+    rows = session.execute(
+        select(
+            ProjectMember.project_id,
+            ProjectMember.user_id,
+            User.email,
+            User.name,
+            ProjectMember.role,
+            ProjectMember.added_at,
+        )
+        .join(User, User.id == ProjectMember.user_id)
+        .where(ProjectMember.project_id.in_(project_ids))
+        .order_by(ProjectMember.added_at)
+    )
+    for row in rows:
+        members[row.project_id].append(row)
+    return members
 
 
 def get_project(
