@@ -346,6 +346,24 @@ def _form_fields_refused(message: str, names: list[str], problem: str) -> BadReq
     )
 
 
+# The document's parameters live as long as the app: each one's validator is
+# built on its first request, not on every request.
+_PARAMETER_VALIDATORS: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+
+
+def _parameter_validator(param: dict[str, Any]) -> Draft4Validator:
+    """The validator of a parameter's schema, built once per parameter."""
+    # Keyed by identity, the parameter kept alive beside its validator so
+    # that its id cannot be reused by another.
+    found = _PARAMETER_VALIDATORS.get(id(param))
+    if found is None or found[0] is not param:
+        validator = Draft4Validator(
+            param.get("schema", param), format_checker=FORMAT_CHECKER
+        )
+        found = _PARAMETER_VALIDATORS[id(param)] = (param, validator)
+    return found[1]
+
+
 class ParameterValidator(ConnexionParameterValidator):
     """Connexion's parameter checks, answering 400 that names the parameter."""
 
@@ -360,10 +378,9 @@ class ParameterValidator(ConnexionParameterValidator):
             return "is required" if param.get("required") else None
         if is_nullable(param) and is_null(value):
             return None
-        validator = Draft4Validator(
-            param.get("schema", param), format_checker=FORMAT_CHECKER
+        error = jsonschema.exceptions.best_match(
+            _parameter_validator(param).iter_errors(value)
         )
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is None:
             return None
         return (_describe(error) or [("", error.message[:200])])[0][1]
