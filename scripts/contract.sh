@@ -58,17 +58,24 @@ PALO_CONTRACT_CLIENT_ID=$(printf '%s' "$client" | "$venv_bin/python" -c 'import 
 PALO_CONTRACT_CLIENT_SECRET=$(printf '%s' "$client" | "$venv_bin/python" -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
 export PALO_CONTRACT_CLIENT_ID PALO_CONTRACT_CLIENT_SECRET
 
+# A server already on the port would answer the readiness loop below, and the
+# run would fuzz it with credentials it does not know.
+if curl -sS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; then
+  echo "contract: something already listens on port $port; set PALO_CONTRACT_PORT" >&2
+  exit 1
+fi
+
 "$venv_bin/palo" serve --host 127.0.0.1 --port "$port" --workers 2 \
   >"$workdir/server.log" 2>&1 &
 server_pid=$!
 
 for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$port/v1/openapi.json" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$server_pid" 2>/dev/null; then
     cat "$workdir/server.log" >&2
     echo "contract: the server did not start" >&2
     exit 1
   fi
+  if curl -fsS "http://127.0.0.1:$port/v1/openapi.json" >/dev/null 2>&1; then break; fi
   sleep 0.2
 done
 

@@ -1,6 +1,6 @@
 """A Python client generated from the document works against a running server.
 
-openapi-python-client (installed by ``make sdk-tools``, or named by
+openapi-python-client (installed by ``make tools``, or named by
 ``PALO_SDK_GENERATOR``) generates a client from ``openapi/palo-v1.yaml`` for
 this run; every API call below goes through that client only, as a partner's
 code would, against ``palo serve``.
@@ -34,7 +34,7 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The generated package, importable for this module's tests."""
     generator = Path(os.environ.get("PALO_SDK_GENERATOR", GENERATOR))
     if not generator.exists():
-        pytest.fail(f"{generator} is missing: `make sdk-tools` installs it")
+        pytest.fail(f"{generator} is missing: `make tools` installs it")
     root = tmp_path_factory.mktemp("sdk")
     # The generator formats its output with the ruff installed beside it.
     env = {**os.environ, "PATH": f"{generator.parent}{os.pathsep}{os.environ['PATH']}"}
