@@ -79,6 +79,50 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+# Schemathesis reports a server that refuses every token, or every valid
+# ticket, as warnings and still passes. So first: the contract's credentials
+# get a token, and with it a project and a ticket are created.
+"$venv_bin/python" - "$port" <<'PY' || { tail -n 50 "$workdir/server.log" >&2; exit 1; }
+import json, os, sys, urllib.request
+
+base = f"http://127.0.0.1:{sys.argv[1]}/v1"
+
+
+def call(method, path, body, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        base + path, json.dumps(body).encode(), headers, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()[:300]
+
+
+credentials = {
+    "client_id": os.environ["PALO_CONTRACT_CLIENT_ID"],
+    "client_secret": os.environ["PALO_CONTRACT_CLIENT_SECRET"],
+}
+steps = []
+status, token = call("POST", "/auth/token", credentials)
+steps.append(("POST /auth/token", status, 200))
+if status == 200:
+    token = token["access_token"]
+    status, project = call("POST", "/projects", {"name": "Preflight"}, token)
+    steps.append(("POST /projects", status, 201))
+    if status == 201:
+        body = {"project_id": project["id"], "title": "Preflight"}
+        status, _ = call("POST", "/tickets", body, token)
+        steps.append(("POST /tickets", status, 201))
+for name, got, expected in steps:
+    if got != expected:
+        sys.exit(f"contract: preflight {name} answered {got}, not {expected}")
+print("contract: preflight token, project and ticket created")
+PY
+
 # Two runs on one server: the stateless phases, then the stateful phase on
 # its own. Inside one run, Schemathesis 4.32 stopped the stateful phase after
 # 13 to 27 sequences; on its own it runs its whole budget (schemathesis.toml).

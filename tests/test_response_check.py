@@ -100,6 +100,7 @@ def test_documented_answers_pass(checker: ResponseChecker, response) -> None:
         _answer("GET", PROJECT, 404, _error(), x_request_id=""),
         _answer("GET", "/v1/nowhere", 200, {"data": []}),
         _answer("GET", "/v1/nowhere", 404, {"detail": "Not Found"}),
+        _answer("DELETE", PROJECT, 204, {"note": "already archived"}),
     ],
     ids=[
         "undeclared status",
@@ -109,6 +110,7 @@ def test_documented_answers_pass(checker: ResponseChecker, response) -> None:
         "required header missing",
         "unknown route answering 200",
         "unknown route with another body",
+        "204 with a body",
     ],
 )
 def test_undocumented_answers_fail(checker: ResponseChecker, response) -> None:
