@@ -98,6 +98,39 @@ def rename_operation(document: dict[str, Any]) -> None:
     document["paths"]["/projects"]["post"]["operationId"] = "make_project"
 
 
+def remove_error_field(document: dict[str, Any]) -> None:
+    error = _schema(document, "Error")
+    del error["properties"]["request_id"]
+    error["required"].remove("request_id")
+
+
+def change_query_parameter_type(document: dict[str, Any]) -> None:
+    parameter = next(
+        p
+        for p in document["paths"]["/tickets"]["get"]["parameters"]
+        if p.get("name") == "project_id"
+    )
+    parameter["schema"] = {"type": "integer"}
+
+
+def change_base_path(document: dict[str, Any]) -> None:
+    document["servers"] = [{"url": "/v2"}]
+
+
+def change_security(document: dict[str, Any]) -> None:
+    document["security"] = [{"clientBasic": []}]
+
+
+def refuse_null_in_request(document: dict[str, Any]) -> None:
+    _schema(document, "TicketUpdate")["properties"]["assignee_id"]["nullable"] = False
+
+
+def change_response_header_type(document: dict[str, Any]) -> None:
+    headers = document["components"]["headers"]
+    name = next(n for n in headers if "Limit" in n)
+    headers[name]["schema"] = {"type": "string"}
+
+
 def narrow_request_type(document: dict[str, Any]) -> None:
     _schema(document, "TicketCreate")["properties"]["title"]["maxLength"] = 10
 
@@ -109,6 +142,12 @@ def narrow_request_type(document: dict[str, Any]) -> None:
         remove_query_parameter,
         rename_operation,
         narrow_request_type,
+        remove_error_field,
+        change_query_parameter_type,
+        change_base_path,
+        change_security,
+        refuse_null_in_request,
+        change_response_header_type,
         remove_path,
         remove_response_field,
         remove_enum_value,
@@ -135,8 +174,25 @@ def add_operation(document: dict[str, Any]) -> None:
     ) | {"operationId": "delete_ticket", "tags": ["tickets"]}
 
 
+def add_optional_query_parameter(document: dict[str, Any]) -> None:
+    document["paths"]["/tickets"]["get"]["parameters"].append(
+        {"name": "label", "in": "query", "schema": {"type": "string"}}
+    )
+
+
+def add_request_enum_value(document: dict[str, Any]) -> None:
+    _schema(document, "TicketCreate")["properties"]["priority"]["enum"].append("p5")
+
+
 @pytest.mark.parametrize(
-    "change", [add_optional_response_field, add_operation], ids=lambda c: c.__name__
+    "change",
+    [
+        add_optional_response_field,
+        add_operation,
+        add_optional_query_parameter,
+        add_request_enum_value,
+    ],
+    ids=lambda c: c.__name__,
 )
 def test_guard_accepts_an_additive_change(tmp_path: Path, change: Change) -> None:
     result = _guard(_changed(tmp_path, change))

@@ -31,8 +31,40 @@ const refusedFromNowOn = (diff) =>
     : diff.path.at(-2) === "parameters");
 const operationRenamed = (diff) =>
   diff.path[0] === "paths" && diff.path.at(-1) === "operationId" && diff.action !== "add";
+// It also calls changes to error bodies, response headers, query parameter
+// schemas, servers and security non-breaking or leaves them unclassified; a
+// client parses every documented answer and sends to the documented base path
+// with the documented credentials, so here any of those that is not purely
+// an addition breaks it. Component paths are skipped: each change there is
+// reported again under every path that uses it.
+const within = (diff, key) => diff.path.includes(key);
+const responseNarrowed = (diff) =>
+  diff.path[0] === "paths" &&
+  within(diff, "responses") &&
+  ((diff.action === "remove" && diff.path.at(-2) === "properties") ||
+    (diff.action === "replace" && diff.path.at(-1) === "type") ||
+    (within(diff, "headers") && diff.action !== "add"));
+const requestNarrowed = (diff) =>
+  diff.path[0] === "paths" &&
+  ((within(diff, "parameters") &&
+    within(diff, "schema") &&
+    !(diff.action === "add" && diff.path.at(-2) === "enum") &&
+    !(diff.action === "remove" && ["maxLength", "maximum"].includes(diff.path.at(-1)))) ||
+    (within(diff, "requestBody") &&
+      ["nullable", "additionalProperties"].includes(diff.path.at(-1)) &&
+      diff.action !== "remove"));
+const accessChanged = (diff) =>
+  (diff.path[0] === "servers" && diff.action !== "add") ||
+  ((diff.path[0] === "security" || (diff.path[0] === "paths" && within(diff, "security"))) &&
+    !(diff.action === "add" && diff.path.at(-2) === "security"));
 const breaking = diffs.filter(
-  (diff) => diff.type === "breaking" || refusedFromNowOn(diff) || operationRenamed(diff),
+  (diff) =>
+    diff.type === "breaking" ||
+    refusedFromNowOn(diff) ||
+    operationRenamed(diff) ||
+    responseNarrowed(diff) ||
+    requestNarrowed(diff) ||
+    accessChanged(diff),
 );
 const counts = {};
 for (const diff of diffs) counts[diff.type] = (counts[diff.type] ?? 0) + 1;
