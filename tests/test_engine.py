@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from palo_api.db import engine as engine_module
 from palo_api.db.engine import Database
@@ -75,3 +76,123 @@ def test_without_the_queue_the_same_load_fails(tmp_path: Path) -> None:
 
     assert failures
     assert all("database is locked" in str(exc) for exc in failures)
+
+
+# PostgreSQL: reads without a transaction, and pings only after idleness.
+
+
+@pytest.fixture
+def postgres(database_url: str) -> str:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    return database_url
+
+
+def _pings(monkeypatch: pytest.MonkeyPatch, database: Database) -> list[object]:
+    """Record each ping the pool sends from now on."""
+    sent: list[object] = []
+    dialect = database.engine.dialect
+    real = dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        sent.append(dbapi_connection)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counted)
+    return sent
+
+
+def _backend_pid(database: Database) -> int:
+    with database.read() as session:
+        pid: int = session.scalar(text("SELECT pg_backend_pid()"))
+        return pid
+
+
+def test_postgres_reads_run_outside_a_transaction_and_writes_inside_one(
+    postgres: str,
+) -> None:
+    from psycopg.pq import TransactionStatus
+
+    database = Database(postgres)
+    try:
+        with database.read() as session:
+            session.execute(text("SELECT 1"))
+            driver = session.connection().connection.dbapi_connection
+            assert driver.info.transaction_status == TransactionStatus.IDLE
+        with database.write() as session:
+            session.execute(text("SELECT 1"))
+            driver = session.connection().connection.dbapi_connection
+            assert driver.info.transaction_status == TransactionStatus.INTRANS
+            session.rollback()
+        # The connection a reader gave back serves a writer in a transaction,
+        # and the other way round.
+        with database.read() as session:
+            session.execute(text("SELECT 1"))
+            driver = session.connection().connection.dbapi_connection
+            assert driver.info.transaction_status == TransactionStatus.IDLE
+    finally:
+        database.dispose()
+
+
+def test_a_connection_returned_a_moment_ago_is_used_without_a_ping(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(postgres)
+    try:
+        pings = _pings(monkeypatch, database)
+        first = _backend_pid(database)
+        for _ in range(5):
+            assert _backend_pid(database) == first
+        assert pings == []
+    finally:
+        database.dispose()
+
+
+def test_an_idle_connection_is_pinged_and_replaced_when_the_server_closed_it(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE_SECONDS", 0.2)
+    database = Database(postgres)
+    killer = Database(postgres)
+    try:
+        pings = _pings(monkeypatch, database)
+        first = _backend_pid(database)
+        time.sleep(0.3)
+        # Still alive after the pause: pinged once, and kept.
+        assert _backend_pid(database) == first
+        assert len(pings) == 1
+
+        with killer.write() as session:
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            session.commit()
+        time.sleep(0.3)
+        # Closed by the server while idle: the ping fails, the pool connects
+        # anew, and the caller never sees the dead connection.
+        replacement = _backend_pid(database)
+        assert replacement != first
+        assert len(pings) == 2
+    finally:
+        database.dispose()
+        killer.dispose()
+
+
+def test_without_the_idle_ping_the_closed_connection_fails_its_caller(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test above would pass without a ping only if nothing was pooled."""
+    monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE_SECONDS", 3600.0)
+    database = Database(postgres)
+    killer = Database(postgres)
+    try:
+        first = _backend_pid(database)
+        with killer.write() as session:
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            session.commit()
+        time.sleep(0.3)
+        with pytest.raises(OperationalError):
+            _backend_pid(database)
+        # The failure invalidates the pool: the next caller connects anew.
+        assert _backend_pid(database) != first
+    finally:
+        database.dispose()
+        killer.dispose()
