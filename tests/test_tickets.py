@@ -726,3 +726,82 @@ def test_history_cannot_be_rewritten_in_the_database(
         with runtime.database.write() as session, pytest.raises(DatabaseError):
             session.execute(statement)
     assert len(_history(client, member_account, ticket["id"])) == 1
+
+
+def _listed(client, account: Account, **params: Any) -> list[dict[str, Any]]:
+    response = client.get(
+        "/v1/tickets", params={"limit": 100, **params}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+def test_a_listed_ticket_has_the_body_of_the_ticket_itself(
+    client, factory: Factory, admin_account: Account, member_account: Account
+) -> None:
+    """Lists read rows of columns, not ORM objects: the bodies must not differ."""
+    project = factory.project(client, member_account)
+    archived = factory.project(client, admin_account)
+    client.delete(f"/v1/projects/{archived['id']}", headers=admin_account.headers)
+    ticket = factory.ticket(
+        client,
+        member_account,
+        project["id"],
+        description="**every** field set",
+        priority="p3",
+        assignee_id=str(member_account.user_id),
+    )
+    patched = client.patch(
+        f"/v1/tickets/{ticket['id']}",
+        json={"status": "resolved"},
+        headers=member_account.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    detail = client.get(f"/v1/tickets/{ticket['id']}", headers=member_account.headers)
+    expected = {
+        key: value
+        for key, value in detail.json().items()
+        if key not in ("comments", "history")
+    }
+    assert all(value is not None for value in expected.values())
+
+    # Each way a list reaches its tickets: a named project, the projects a
+    # member belongs to, an org admin's whole organization but the archived.
+    for account, params in [
+        (member_account, {"project_id": project["id"]}),
+        (member_account, {}),
+        (admin_account, {}),
+        (admin_account, {"project_id": project["id"], "status": "resolved"}),
+    ]:
+        assert _listed(client, account, **params) == [expected]
+
+
+def test_lists_built_once_answer_each_caller_with_its_own_values(
+    client, factory: Factory
+) -> None:
+    """The list's statements are kept per filter shape; values never are."""
+    first_org, second_org = factory.org(), factory.org()
+    first_admin = factory.account(first_org, org_role="admin")
+    first_member = factory.account(first_org)
+    second_admin = factory.account(second_org, org_role="admin")
+    first = factory.project(client, first_admin)
+    second = factory.project(client, second_admin)
+    factory.ticket(client, first_admin, first["id"], title="first")
+    factory.ticket(client, second_admin, second["id"], title="second")
+
+    for _ in range(2):
+        for account, params, titles in [
+            (first_admin, {"status": "open"}, ["first"]),
+            (second_admin, {"status": "open"}, ["second"]),
+            (first_member, {"status": "open"}, []),
+            (first_admin, {"project_id": first["id"]}, ["first"]),
+            (second_admin, {"project_id": first["id"]}, []),
+            (first_member, {"project_id": first["id"]}, []),
+            (second_admin, {"project_id": second["id"]}, ["second"]),
+        ]:
+            assert [t["title"] for t in _listed(client, account, **params)] == titles
+            total = client.get(
+                "/v1/tickets", params=params, headers=account.headers
+            ).json()["pagination"]["total"]
+            assert total == len(titles)

@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from palo_api.db.models import ApiClient, Organization, User
@@ -113,13 +113,22 @@ def authenticate_bearer(
     return load_principal(session=session, claims=claims)
 
 
+# Run on every request: built once, with its values as bound parameters.
+_PRINCIPAL = (
+    select(ApiClient.disabled_at, User.org_id, User.org_role, Organization.plan)
+    .join(User, User.id == ApiClient.user_id)
+    .join(Organization, Organization.id == User.org_id)
+    .where(
+        ApiClient.client_id == bindparam("client_id"),
+        User.id == bindparam("user_id"),
+    )
+)
+
+
 def load_principal(*, session: Session, claims: TokenClaims) -> Principal:
     """Check that the token's client and user still exist and may act."""
     row = session.execute(
-        select(ApiClient.disabled_at, User.org_id, User.org_role, Organization.plan)
-        .join(User, User.id == ApiClient.user_id)
-        .join(Organization, Organization.id == User.org_id)
-        .where(ApiClient.client_id == claims.client_id, User.id == claims.subject)
+        _PRINCIPAL, {"client_id": claims.client_id, "user_id": claims.subject}
     ).one_or_none()
     if row is None or row.disabled_at is not None or row.org_id != claims.org_id:
         raise Unauthenticated("The access token's client is disabled or gone.")

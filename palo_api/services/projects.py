@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import BindParameter, Select, func, or_, select
 from sqlalchemy.orm import Session, lazyload, raiseload, selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -253,7 +253,29 @@ def visible_project_ids(
     principal: Principal, *, active_only: bool
 ) -> Select[uuid.UUID]:
     """Ids of the projects the caller may see, as a subquery for other lists."""
-    query = _visible(principal).with_only_columns(Project.id)
+    return visible_project_ids_for(
+        org_id=principal.org_id,
+        user_id=principal.user_id,
+        org_admin=principal.is_org_admin,
+        now=utcnow(),
+        active_only=active_only,
+    )
+
+
+def visible_project_ids_for(
+    *,
+    org_id: uuid.UUID | BindParameter[uuid.UUID],
+    user_id: uuid.UUID | BindParameter[uuid.UUID],
+    org_admin: bool,
+    now: datetime | BindParameter[datetime],
+    active_only: bool,
+) -> Select[uuid.UUID]:
+    """:func:`visible_project_ids` of values or of bound parameters.
+
+    With parameters the query can be built once and kept, for a statement
+    run on every request.
+    """
+    query = _visible_for(org_id, user_id, org_admin, now).with_only_columns(Project.id)
     if active_only:
         query = query.where(Project.status == "active")
     return query
@@ -270,14 +292,25 @@ def hidden_project_ids(principal: Principal) -> Select[uuid.UUID]:
 
 def _visible(principal: Principal) -> Select[Project]:
     """Projects of the caller's organization that the caller may see."""
-    query = select(Project).where(
-        Project.org_id == principal.org_id,
-        or_(Project.purge_after.is_(None), Project.purge_after > utcnow()),
+    return _visible_for(
+        principal.org_id, principal.user_id, principal.is_org_admin, utcnow()
     )
-    if principal.is_org_admin:
+
+
+def _visible_for(
+    org_id: uuid.UUID | BindParameter[uuid.UUID],
+    user_id: uuid.UUID | BindParameter[uuid.UUID],
+    org_admin: bool,
+    now: datetime | BindParameter[datetime],
+) -> Select[Project]:
+    query = select(Project).where(
+        Project.org_id == org_id,
+        or_(Project.purge_after.is_(None), Project.purge_after > now),
+    )
+    if org_admin:
         return query
     membership = select(ProjectMember.project_id).where(
-        ProjectMember.user_id == principal.user_id
+        ProjectMember.user_id == user_id
     )
     return query.where(Project.id.in_(membership))
 
