@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv tools run test test-sqlite test-postgres lint lint-openapi compat types-check sdk-check contract contract-postgres bench bench-flavours bench-tickets bench-webhooks clean
+.PHONY: venv tools run test test-sqlite test-postgres lint lint-openapi compat types-check sdk-check contract contract-postgres bench wrk bench-flavours bench-tickets bench-webhooks clean
 
 $(BIN)/palo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,17 +86,26 @@ contract-postgres: $(BIN)/palo
 ## The API under load at 10k and 1M tickets against its floor and ceiling, on
 ## scratch PostgreSQL databases $(BENCH_DB)_10k and $(BENCH_DB)_1m (dropped and
 ## seeded again; a few minutes); prints the table and writes bench/results.md.
-## Needs wrk: apt-get install -y wrk.
+## Needs wrk, which it installs from Debian's packages when it can (root and
+## apt-get); otherwise it says how.
 BENCH_DB ?= palo_bench
 BENCH_PORT ?= 8900
 BENCH_ARGS ?=
-bench: $(BIN)/palo
-	@command -v wrk >/dev/null || { echo "make bench needs wrk, the HTTP load generator: apt-get install -y wrk" >&2; exit 1; }
+bench: $(BIN)/palo wrk
 	$(BIN)/python bench/api_bench.py --db $(BENCH_DB) --port $(BENCH_PORT) $(BENCH_ARGS)
 
+## wrk, the HTTP load generator of the benchmarks.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk from Debian's packages"; \
+	    apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
+	  fi; \
+	  command -v wrk >/dev/null || { echo "the benchmarks need wrk, the HTTP load generator: apt-get install -y wrk (as root)" >&2; exit 1; }; \
+	}
+
 ## Requests per second of FlaskApp, AsyncApp and bare Starlette (needs wrk).
-bench-flavours: $(BIN)/palo
-	@command -v wrk >/dev/null || { echo "make bench-flavours needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+bench-flavours: $(BIN)/palo wrk
 	$(BIN)/python bench/flavours.py --rounds 2 --seconds 8
 
 ## Query plans of the ticket list at a million tickets, on a scratch PostgreSQL
