@@ -12,10 +12,12 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from palo_api.config import Settings
+from palo_api.db.engine import Database
 from palo_api.db.models import LoginThrottle
 from palo_api.db.types import utcnow
 from palo_api.runtime import Runtime
 from palo_api.services.throttle import (
+    PENDING_EXPIRY,
     AllPlacesPending,
     LoginThrottler,
     TooManyAttempts,
@@ -207,13 +209,15 @@ def test_refused_attempts_neither_count_nor_extend_the_window(
 # The throttle service itself.
 
 
-def throttle(runtime: Runtime, **limits: int) -> LoginThrottler:
+def throttle(
+    runtime: Runtime, database: Database | None = None, **limits: int
+) -> LoginThrottler:
     values = {
         "PALO_DATABASE_URL": runtime.settings.database_url,
         "PALO_SIGNING_KEYS": "t:" + "k" * 40,
         **{f"PALO_{name.upper()}": str(value) for name, value in limits.items()},
     }
-    return LoginThrottler(runtime.database, Settings.from_env(values))
+    return LoginThrottler(database or runtime.database, Settings.from_env(values))
 
 
 def test_a_refused_reservation_takes_no_place_on_the_other_key(
@@ -334,3 +338,77 @@ def test_the_refusal_says_which_limit_was_reached(
 
     assert "for this client" in body["message"]
     assert "address" not in body["message"]
+
+
+def test_places_never_settled_are_forgotten_once_no_check_could_still_hold_them(
+    runtime: Runtime,
+) -> None:
+    """An attempt whose process died, or whose settle never reached the
+    database, must not hold a client's logins for the rest of the window."""
+    service = throttle(runtime, login_max_failures=3)
+    start = datetime.now(UTC)
+    for _ in range(3):
+        service.reserve(client_id="cli_lost", address="10.6.6.6", now=start)
+
+    soon = start + PENDING_EXPIRY - timedelta(seconds=1)
+    with pytest.raises(AllPlacesPending):
+        service.reserve(client_id="cli_lost", address="10.6.6.6", now=soon)
+
+    later = start + PENDING_EXPIRY
+    reservation = service.reserve(client_id="cli_lost", address="10.6.6.6", now=later)
+    service.settle(reservation, failed=True)
+    # The forgotten places freed the window; the failures it holds still count.
+    for _ in range(2):
+        failed = service.reserve(client_id="cli_lost", address="10.6.6.6", now=later)
+        service.settle(failed, failed=True)
+    with pytest.raises(TooManyAttempts):
+        service.reserve(client_id="cli_lost", address="10.6.6.6", now=later)
+
+
+def test_a_recent_place_keeps_older_ones_of_its_key_pending(runtime: Runtime) -> None:
+    service = throttle(runtime, login_max_failures=2)
+    start = datetime.now(UTC)
+    service.reserve(client_id="cli_busy", address="10.6.6.7", now=start)
+    recent = start + PENDING_EXPIRY - timedelta(seconds=5)
+    service.reserve(client_id="cli_busy", address="10.6.6.7", now=recent)
+
+    # The first place is old, but the latest is not: both may still settle.
+    with pytest.raises(AllPlacesPending):
+        service.reserve(
+            client_id="cli_busy", address="10.6.6.7", now=start + PENDING_EXPIRY
+        )
+
+
+def test_a_place_is_given_back_when_its_connection_was_closed_meanwhile(
+    runtime: Runtime, database_url: str
+) -> None:
+    """The database closed the pooled connection while the secret was checked;
+    the settle finds it closed and must still give the place back."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    database = Database(database_url)
+    killer = Database(database_url)
+    try:
+        service = throttle(runtime, database, login_max_failures=1)
+        now = datetime.now(UTC)
+        reservation = service.reserve(client_id="cli_cut", address="10.6.6.8", now=now)
+        with database.read() as session:
+            pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        with killer.write() as session:
+            session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            session.commit()
+
+        service.settle(reservation, failed=False)
+
+        with runtime.database.read() as session:
+            pending = session.scalar(
+                sa.select(LoginThrottle.pending).where(
+                    LoginThrottle.key == client_key("cli_cut")
+                )
+            )
+        assert pending == 0
+        settled = service.reserve(client_id="cli_cut", address="10.6.6.8", now=now)
+        service.settle(settled, failed=False)
+    finally:
+        database.dispose()
+        killer.dispose()

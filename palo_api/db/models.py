@@ -371,3 +371,7 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     # Attempts whose secret is being checked: neither failures nor successes yet.
     pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the latest of them took its place: attempts that never settle (their
+    # process died, or the database went away before they could) are
+    # forgotten once it is older than any check can take.
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

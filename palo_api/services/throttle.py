@@ -9,7 +9,10 @@ more attempts are pending than the failures the window still allows, so a
 burst of parallel guesses gets exactly the allowed number of checks; an
 attempt that finds every remaining place pending waits for one to settle.
 Once a key holds its maximum of failures, every attempt, even with the
-right secret, is refused until the window ends.
+right secret, is refused until the window ends. Places that are never
+settled, because the attempt's process died or the database went away
+before it could settle, are forgotten once the latest reservation on their
+key is older than any check can take (``PENDING_EXPIRY``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from palo_api.config import Settings
@@ -32,6 +36,9 @@ from palo_api.errors import TooManyRequests
 
 # Expired windows are swept at most this often per process.
 SWEEP_INTERVAL_SECONDS = 60.0
+# No check holds a place this long: the client lookup and one argon2
+# verification, queued behind a process's other verifications.
+PENDING_EXPIRY = timedelta(seconds=60)
 SWEEP_BATCH = 1000
 
 
@@ -112,7 +119,20 @@ class LoginThrottler:
         return Reservation(windows=windows)
 
     def settle(self, reservation: Reservation, *, failed: bool) -> None:
-        """Turn the pending places into failures, or free them after a success."""
+        """Turn the pending places into failures, or free them after a success.
+
+        Tried a second time on a fresh connection if the first one was found
+        closed (the database restarted while the secret was being checked):
+        a place never given back would hold a client's logins for a minute.
+        """
+        try:
+            self._settle(reservation, failed=failed)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self._settle(reservation, failed=failed)
+
+    def _settle(self, reservation: Reservation, *, failed: bool) -> None:
         with self.database.write() as session:
             for key, window_start in sorted(reservation.windows.items()):
                 session.execute(
@@ -141,9 +161,16 @@ class LoginThrottler:
             index_elements=[LoginThrottle.key],
             set_={"key": statement.excluded.key},
         ).returning(
-            LoginThrottle.window_start, LoginThrottle.failures, LoginThrottle.pending
+            LoginThrottle.window_start,
+            LoginThrottle.failures,
+            LoginThrottle.pending,
+            LoginThrottle.pending_since,
         )
-        window_start, failures, pending = session.execute(locked).one()
+        window_start, failures, pending, pending_since = session.execute(locked).one()
+        if pending and (pending_since is None or pending_since + PENDING_EXPIRY <= now):
+            # Every attempt still counted as pending took its place long ago:
+            # none of them will settle.
+            pending = 0
         if window_start + self.window <= now:
             # The window ended; attempts still pending from it settle into it.
             window_start, failures, pending = now, 0, 0
@@ -167,7 +194,12 @@ class LoginThrottler:
         session.execute(
             update(LoginThrottle)
             .where(LoginThrottle.key == key)
-            .values(window_start=window_start, failures=failures, pending=pending + 1)
+            .values(
+                window_start=window_start,
+                failures=failures,
+                pending=pending + 1,
+                pending_since=now,
+            )
         )
         return window_start
 
