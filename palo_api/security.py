@@ -28,7 +28,7 @@ async def bearer_info(token: str) -> dict[str, Any]:
     runtime = state.runtime
 
     def authenticate() -> auth.Principal:
-        with runtime.database.read() as session:
+        with runtime.database.lookup() as session:
             return auth.authenticate_bearer(
                 session=session, tokens=runtime.tokens, token=token
             )

@@ -108,29 +108,66 @@ def _backend_pid(database: Database) -> int:
         return pid
 
 
-def test_postgres_reads_run_outside_a_transaction_and_writes_inside_one(
+def test_postgres_lookups_run_outside_a_transaction_and_reads_inside_one(
     postgres: str,
 ) -> None:
     from psycopg.pq import TransactionStatus
 
     database = Database(postgres)
+
+    def status_in(session_factory: object) -> object:
+        with session_factory() as session:  # type: ignore[operator]
+            session.execute(text("SELECT 1"))
+            return (
+                session.connection().connection.dbapi_connection.info.transaction_status
+            )
+
     try:
+        # The same pooled connection serves each kind in turn, and keeps none
+        # of the previous one's settings.
+        for _ in range(2):
+            assert status_in(database.lookup) == TransactionStatus.IDLE
+            assert status_in(database.read) == TransactionStatus.INTRANS
+            assert status_in(database.write) == TransactionStatus.INTRANS
         with database.read() as session:
-            session.execute(text("SELECT 1"))
-            driver = session.connection().connection.dbapi_connection
-            assert driver.info.transaction_status == TransactionStatus.IDLE
+            level = session.scalar(text("SHOW transaction_isolation"))
+            read_only = session.scalar(text("SHOW transaction_read_only"))
+        assert (level, read_only) == ("repeatable read", "on")
         with database.write() as session:
-            session.execute(text("SELECT 1"))
-            driver = session.connection().connection.dbapi_connection
-            assert driver.info.transaction_status == TransactionStatus.INTRANS
-            session.rollback()
-        # The connection a reader gave back serves a writer in a transaction,
-        # and the other way round.
-        with database.read() as session:
-            session.execute(text("SELECT 1"))
-            driver = session.connection().connection.dbapi_connection
-            assert driver.info.transaction_status == TransactionStatus.IDLE
+            level = session.scalar(text("SHOW transaction_isolation"))
+            read_only = session.scalar(text("SHOW transaction_read_only"))
+        assert (level, read_only) == ("read committed", "off")
     finally:
+        database.dispose()
+
+
+def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(
+    database_url: str,
+) -> None:
+    """A response's statements (a page and its total, a ticket and its
+    history) must not mix two moments."""
+    database = Database(database_url)
+    with database.write() as session:
+        session.execute(text("DROP TABLE IF EXISTS snapshot_probe"))
+        session.commit()
+    try:
+        with database.write() as session:
+            session.execute(text("CREATE TABLE snapshot_probe (n INTEGER)"))
+            session.execute(text("INSERT INTO snapshot_probe VALUES (1)"))
+            session.commit()
+        with database.read() as reader:
+            before = reader.scalar(text("SELECT count(*) FROM snapshot_probe"))
+            with database.write() as writer:
+                writer.execute(text("INSERT INTO snapshot_probe VALUES (2)"))
+                writer.commit()
+            after = reader.scalar(text("SELECT count(*) FROM snapshot_probe"))
+        assert before == after == 1
+        with database.read() as session:
+            assert session.scalar(text("SELECT count(*) FROM snapshot_probe")) == 2
+    finally:
+        with database.write() as session:
+            session.execute(text("DROP TABLE IF EXISTS snapshot_probe"))
+            session.commit()
         database.dispose()
 
 

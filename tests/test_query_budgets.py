@@ -23,8 +23,8 @@ from tests.conftest import Account, Factory
 
 # What each operation may send; raising one is a decision, not an accident.
 BUDGETS = {
-    "list_tickets": 4,  # caller, the projects seen (or not), count, page
-    "list_project_tickets": 3,  # caller, count, page (each checks the project)
+    "list_tickets": 3,  # caller, the projects seen (or not), page with its count
+    "list_project_tickets": 2,  # caller, page with its count (checks the project)
     "get_ticket": 4,  # caller, ticket, comments, history
     "create_ticket": 6,  # caller, project, members, ticket, history, outbox
     "update_ticket": 7,  # caller, ticket, project, members, history, outbox, update

@@ -805,3 +805,37 @@ def test_lists_built_once_answer_each_caller_with_its_own_values(
                 "/v1/tickets", params=params, headers=account.headers
             ).json()["pagination"]["total"]
             assert total == len(titles)
+
+
+@pytest.mark.parametrize("scope", ["project", "member", "admin"])
+def test_a_page_past_the_end_still_gives_the_total(
+    client,
+    factory: Factory,
+    admin_account: Account,
+    member_account: Account,
+    scope: str,
+) -> None:
+    """The total rides on the page's rows; a page without rows counts apart."""
+    project = factory.project(client, member_account)
+    for _ in range(3):
+        factory.ticket(client, member_account, project["id"], priority="p4")
+    account = admin_account if scope == "admin" else member_account
+    params: dict[str, Any] = {"priority": "p4", "limit": 2}
+    if scope == "project":
+        params["project_id"] = project["id"]
+    expected = len(_listed(client, account, **params | {"limit": 100}))
+    assert expected >= 3
+
+    for offset, items in [(0, 2), (2, expected - 2), (expected, 0), (500, 0)]:
+        response = client.get(
+            "/v1/tickets", params=params | {"offset": offset}, headers=account.headers
+        )
+        body = response.json()
+        assert len(body["data"]) == min(items, 2)
+        assert body["pagination"]["total"] == expected
+    nothing = client.get(
+        "/v1/tickets",
+        params=params | {"created_after": "9999-01-01T00:00:00Z"},
+        headers=account.headers,
+    )
+    assert nothing.json()["pagination"]["total"] == 0

@@ -135,15 +135,27 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = build_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        # On PostgreSQL a read runs without BEGIN and ROLLBACK, two round trips
-        # of the three or four a short read took. Under READ COMMITTED each
-        # statement has its own snapshot either way, and nothing a reader
-        # does takes a lock that would outlive its statement. SQLite keeps
-        # its transaction: a reader's statements then share one snapshot.
-        reader_bind = self.engine
-        if not self.is_sqlite:
-            reader_bind = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._reader = sessionmaker(reader_bind, expire_on_commit=False)
+        # A read is one snapshot: every statement of a response sees the same
+        # committed state (a ticket and its history, a page and its total).
+        # On PostgreSQL that takes REPEATABLE READ, read-only, which never
+        # fails with a serialization error; SQLite's transaction in WAL mode
+        # is one already.
+        self._reader = sessionmaker(
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            ),
+            expire_on_commit=False,
+        )
+        # A lookup of one statement needs no transaction at all: on PostgreSQL
+        # it runs without BEGIN and ROLLBACK, two round trips of the three.
+        self._looker = sessionmaker(
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+        )
         self._writer = sessionmaker(
             self.engine.execution_options(palo_write=True), expire_on_commit=False
         )
@@ -155,8 +167,15 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for a unit of work that only reads."""
+        """A session for a unit of work that only reads, on one snapshot."""
         with self._reader() as session:
+            yield session
+
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for a read of a single statement, such as the caller's
+        lookup that every request makes."""
+        with self._looker() as session:
             yield session
 
     @contextmanager

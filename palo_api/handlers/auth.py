@@ -47,7 +47,7 @@ async def create_token(body: dict[str, Any]) -> Reply:
     try:
 
         def find() -> auth.StoredClient | None:
-            with rt.database.read() as session:
+            with rt.database.lookup() as session:
                 return auth.find_client(session=session, client_id=client_id)
 
         client = await run_in_threadpool(find)
