@@ -173,8 +173,10 @@ class Database:
 
     @contextmanager
     def lookup(self) -> Iterator[Session]:
-        """A session for a read of a single statement, such as the caller's
-        lookup that every request makes."""
+        """A session for reads whose statements need not share a snapshot:
+        each sees the latest commits. For a single statement (the caller's
+        lookup on every request), or a list whose one statement carries its
+        page and total together."""
         with self._looker() as session:
             yield session
 
