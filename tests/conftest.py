@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from palo_api.app import create_app
 from palo_api.config import Settings
 from palo_api.db import migrate
-from palo_api.db.engine import normalise_url
+from palo_api.db.engine import Database, normalise_url
 from palo_api.db.models import LoginThrottle, ProjectMember
 from palo_api.runtime import Runtime
 from palo_api.services import admin
@@ -198,6 +198,25 @@ def member_account(factory: Factory, admin_account: Account) -> Account:
 def outsider(factory: Factory) -> Account:
     """An organization admin of another organization."""
     return factory.account(org_role="admin")
+
+
+def backend_pid(database: Database) -> int:
+    """The PostgreSQL session of the connection ``database`` pools next."""
+    with database.read() as session:
+        pid: int = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        return pid
+
+
+def terminate_backend(url: str, pid: int) -> None:
+    """Close a PostgreSQL session from the server's side, as a restart would."""
+    engine = sa.create_engine(normalise_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+            )
+    finally:
+        engine.dispose()
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from palo_api.db import engine as engine_module
 from palo_api.db.engine import Database
+from tests.conftest import backend_pid, terminate_backend
 
 WRITERS = 24
 HOLD_SECONDS = 0.02
@@ -102,12 +103,6 @@ def _pings(monkeypatch: pytest.MonkeyPatch, database: Database) -> list[object]:
     return sent
 
 
-def _backend_pid(database: Database) -> int:
-    with database.read() as session:
-        pid: int = session.scalar(text("SELECT pg_backend_pid()"))
-        return pid
-
-
 def test_postgres_lookups_run_outside_a_transaction_and_reads_inside_one(
     postgres: str,
 ) -> None:
@@ -177,9 +172,9 @@ def test_a_connection_returned_a_moment_ago_is_used_without_a_ping(
     database = Database(postgres)
     try:
         pings = _pings(monkeypatch, database)
-        first = _backend_pid(database)
+        first = backend_pid(database)
         for _ in range(5):
-            assert _backend_pid(database) == first
+            assert backend_pid(database) == first
         assert pings == []
     finally:
         database.dispose()
@@ -190,27 +185,23 @@ def test_an_idle_connection_is_pinged_and_replaced_when_the_server_closed_it(
 ) -> None:
     monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE_SECONDS", 0.2)
     database = Database(postgres)
-    killer = Database(postgres)
     try:
         pings = _pings(monkeypatch, database)
-        first = _backend_pid(database)
+        first = backend_pid(database)
         time.sleep(0.3)
         # Still alive after the pause: pinged once, and kept.
-        assert _backend_pid(database) == first
+        assert backend_pid(database) == first
         assert len(pings) == 1
 
-        with killer.write() as session:
-            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-            session.commit()
+        terminate_backend(postgres, first)
         time.sleep(0.3)
         # Closed by the server while idle: the ping fails, the pool connects
         # anew, and the caller never sees the dead connection.
-        replacement = _backend_pid(database)
+        replacement = backend_pid(database)
         assert replacement != first
         assert len(pings) == 2
     finally:
         database.dispose()
-        killer.dispose()
 
 
 def test_without_the_idle_ping_the_closed_connection_fails_its_caller(
@@ -219,17 +210,13 @@ def test_without_the_idle_ping_the_closed_connection_fails_its_caller(
     """The test above would pass without a ping only if nothing was pooled."""
     monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE_SECONDS", 3600.0)
     database = Database(postgres)
-    killer = Database(postgres)
     try:
-        first = _backend_pid(database)
-        with killer.write() as session:
-            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-            session.commit()
+        first = backend_pid(database)
+        terminate_backend(postgres, first)
         time.sleep(0.3)
         with pytest.raises(OperationalError):
-            _backend_pid(database)
+            backend_pid(database)
         # The failure invalidates the pool: the next caller connects anew.
-        assert _backend_pid(database) != first
+        assert backend_pid(database) != first
     finally:
         database.dispose()
-        killer.dispose()

@@ -24,7 +24,13 @@ from palo_api.services.throttle import (
     address_key,
     client_key,
 )
-from tests.conftest import Account, Factory, assert_error
+from tests.conftest import (
+    Account,
+    Factory,
+    assert_error,
+    backend_pid,
+    terminate_backend,
+)
 from tests.response_check import ResponseChecker
 from tests.test_auth import as_basic, as_form, as_json, request_token
 
@@ -387,16 +393,11 @@ def test_a_place_is_given_back_when_its_connection_was_closed_meanwhile(
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     database = Database(database_url)
-    killer = Database(database_url)
     try:
         service = throttle(runtime, database, login_max_failures=1)
         now = datetime.now(UTC)
         reservation = service.reserve(client_id="cli_cut", address="10.6.6.8", now=now)
-        with database.read() as session:
-            pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
-        with killer.write() as session:
-            session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            session.commit()
+        terminate_backend(database_url, backend_pid(database))
 
         service.settle(reservation, failed=False)
 
@@ -411,4 +412,3 @@ def test_a_place_is_given_back_when_its_connection_was_closed_meanwhile(
         service.settle(settled, failed=False)
     finally:
         database.dispose()
-        killer.dispose()
